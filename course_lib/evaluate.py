@@ -1,0 +1,133 @@
+"""Evaluation: accuracy, per-class accuracy, confusion matrix, mistakes, flip TTA, checkpoints.
+
+Flip test-time augmentation averages the softmax of each image and its mirror image; it is
+reported next to, never instead of, the plain accuracy.
+
+Used in lessons 04 and 05.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .device import autocast, default_device, prepare, to_device
+
+
+@dataclass
+class Evaluation:
+    """Predictions on a dataset and what follows from them."""
+
+    probs: np.ndarray  # (N, classes) softmax, float32
+    labels: np.ndarray  # (N,) true class
+    tta: bool = False
+
+    @property
+    def preds(self) -> np.ndarray:
+        return self.probs.argmax(1)
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """Softmax probability of the predicted class."""
+        return self.probs.max(1)
+
+    @property
+    def accuracy(self) -> float:
+        return float((self.preds == self.labels).mean())
+
+    @property
+    def confusion(self) -> np.ndarray:
+        return confusion_matrix(self.labels, self.preds, self.probs.shape[1])
+
+    @property
+    def per_class_accuracy(self) -> np.ndarray:
+        cm = self.confusion
+        return np.diag(cm) / np.maximum(cm.sum(1), 1)
+
+    def misclassified(self, k: int | None = None) -> np.ndarray:
+        """Indices of wrong predictions, most confident mistakes first."""
+        wrong = np.flatnonzero(self.preds != self.labels)
+        order = np.argsort(-self.confidence[wrong], kind="stable")
+        return wrong[order][:k]
+
+
+def confusion_matrix(labels: np.ndarray, preds: np.ndarray, n_classes: int) -> np.ndarray:
+    """Counts ``cm[true, predicted]``.
+
+    Used in lesson 05.
+    """
+    labels, preds = np.asarray(labels), np.asarray(preds)
+    if labels.shape != preds.shape:
+        raise ValueError(f"labels {labels.shape} and preds {preds.shape} differ in shape")
+    return np.bincount(labels * n_classes + preds, minlength=n_classes**2).reshape(
+        n_classes, n_classes
+    )
+
+
+def most_confused_pairs(
+    cm: np.ndarray, classes: tuple[str, ...] | list[str], k: int = 5
+) -> list[tuple[str, str, int]]:
+    """The ``k`` largest off-diagonal cells as (true, predicted, count).
+
+    Used in lesson 05.
+    """
+    off = cm.astype(np.int64).copy()
+    np.fill_diagonal(off, -1)
+    flat = np.argsort(-off, axis=None, kind="stable")[:k]
+    rows, cols = np.unravel_index(flat, cm.shape)
+    return [(classes[r], classes[c], int(cm[r, c])) for r, c in zip(rows, cols, strict=True)]
+
+
+def predict(
+    model: nn.Module,
+    loader: DataLoader,
+    *,
+    tta: bool = False,
+    device: torch.device | None = None,
+) -> Evaluation:
+    """Softmax outputs of ``model`` on every batch of ``loader`` (flip TTA if ``tta``).
+
+    Used in lessons 04 and 05.
+    """
+    device = device or default_device()
+    model = prepare(model, device).eval()
+    probs, labels = [], []
+    with torch.inference_mode(), autocast(device):
+        for x, y in loader:
+            x = to_device(x, device)
+            p = model(x).float().softmax(1)
+            if tta:
+                p = (p + model(x.flip(3)).float().softmax(1)) / 2
+            probs.append(p.cpu())
+            labels.append(y)
+    return Evaluation(torch.cat(probs).numpy(), torch.cat(labels).numpy(), tta)
+
+
+def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Load ``<path>.pt`` (a state_dict, read with ``weights_only=True``) and ``<path>.json``.
+
+    Returns the model, built by ``build_model`` from the recorded config, and the record.
+
+    Used in lesson 05.
+    """
+    from .models import build_model
+
+    path = Path(path)
+    weights, meta = path.with_suffix(".pt"), path.with_suffix(".json")
+    missing = [p.name for p in (weights, meta) if not p.exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"checkpoint incomplete: {', '.join(missing)} not found in {path.parent}; "
+            "train one with `make train` (or `python -m course_lib train`)"
+        )
+    record = json.loads(meta.read_text())
+    model = build_model(record["config"]["model"])
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    return model.eval(), record

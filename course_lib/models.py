@@ -1,0 +1,165 @@
+"""The course's networks: one C1-C2-C3-C4-output plan, three ways to downsample.
+
+Each block Ci is a residual pair of 3x3 convs followed by a conv that halves the map
+(32 -> 16 -> 8 -> 4 -> 2); the output block is global average pooling and one linear layer.
+Only the downsampling conv changes between the variants:
+
+- ``"dilated"``: an unpadded dilated 3x3 conv (the assignment's bonus; the final model);
+- ``"strided"``: a 3x3 conv at stride 2;
+- ``"maxpool"``: a 3x3 conv followed by 2x2 max-pooling (the baseline the assignment forbids).
+
+Used in lessons 02, 04, 05 and 06.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from .layers import (
+    ConvBNReLU,
+    DilatedDownsample,
+    SeparableConvBNReLU,
+    residual_pair,
+)
+
+NUM_CLASSES = 10
+DOWNSAMPLING = ("dilated", "strided", "maxpool")
+
+
+@dataclass(frozen=True)
+class NetPlan:
+    """Everything that defines a C1-C2-C3-C4-output network.
+
+    widths: channels inside C1..C4; the downsampling conv of Ci outputs widths[i+1]
+        (C4's outputs ``head_width``).
+    separable: per block, whether its residual convs are depthwise-separable (cheap in
+        parameters, used where channels are wide and maps small).
+    down_separable: per block, whether its downsampling conv is depthwise-separable.
+    """
+
+    widths: tuple[int, int, int, int] = (32, 48, 128, 128)
+    separable: tuple[bool, bool, bool, bool] = (False, False, True, True)
+    down_separable: tuple[bool, bool, bool, bool] = (False, True, True, True)
+    head_width: int = 128
+    downsampling: str = "dilated"
+    input_size: int = 32
+    dropout: float = 0.0
+
+
+class FourBlockNet(nn.Module):
+    """C1 C2 C3 C4 then output, built from a ``NetPlan``.
+
+    Used in lessons 02, 04 and 06.
+    """
+
+    def __init__(self, plan: NetPlan = NetPlan()) -> None:
+        super().__init__()
+        if plan.downsampling not in DOWNSAMPLING:
+            raise ValueError(
+                f"downsampling must be one of {DOWNSAMPLING}, got {plan.downsampling!r}"
+            )
+        self.plan = plan
+        self.prep = ConvBNReLU(3, plan.widths[0])
+        outs = (*plan.widths[1:], plan.head_width)
+        size = plan.input_size
+        blocks = zip(plan.widths, outs, plan.separable, plan.down_separable, strict=True)
+        for i, (c, c_next, sep, down_sep) in enumerate(blocks):
+            block = nn.Sequential()
+            block.add_module("res", residual_pair(c, separable=sep, dropout=plan.dropout))
+            block.add_module("down", _downsample(plan.downsampling, c, c_next, size, down_sep))
+            self.add_module(f"c{i + 1}", block)
+            size //= 2
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(plan.head_width, NUM_CLASSES)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.prep(x)
+        x = self.c4(self.c3(self.c2(self.c1(x))))
+        return self.fc(self.gap(x).flatten(1))
+
+
+def _downsample(kind: str, c_in: int, c_out: int, size: int, separable: bool) -> nn.Module:
+    if kind == "dilated":
+        return DilatedDownsample(c_in, c_out, size, separable=separable)
+    conv = SeparableConvBNReLU if separable else ConvBNReLU
+    if kind == "strided":
+        if separable:
+            return nn.Sequential(
+                nn.Conv2d(c_in, c_in, 3, 2, 1, groups=c_in, bias=False),
+                *ConvBNReLU(c_in, c_out, 1),
+            )
+        return ConvBNReLU(c_in, c_out, 3, stride=2)
+    return nn.Sequential(*conv(c_in, c_out, 3), nn.MaxPool2d(2))
+
+
+def dilated_net() -> FourBlockNet:
+    """The final model: every block halves its map with an unpadded dilated 3x3 conv.
+
+    No stride or pooling anywhere, so no pixel is skipped; dilations 8, 4, 2, 2 add 16+8+4+4
+    to the receptive field. Full convs where maps are large (C1, C2), depthwise-separable
+    convs where channels are wide (C3, C4), residual pairs so the 12-conv stack trains fast.
+    """
+    return FourBlockNet(NetPlan(downsampling="dilated"))
+
+
+def strided_net() -> FourBlockNet:
+    """The plain option: the same plan, with each block's last conv at stride 2.
+
+    A strided conv computes a quarter of the outputs, so it is cheaper than dilation,
+    but each output sees a 3x3 window of its input at jump 2.
+    """
+    return FourBlockNet(NetPlan(downsampling="strided"))
+
+
+def maxpool_net() -> FourBlockNet:
+    """Baseline with max-pooling after each block's last conv, for comparison only.
+
+    The assignment forbids max-pooling; lesson 06 measures what it would have bought.
+    """
+    return FourBlockNet(NetPlan(downsampling="maxpool"))
+
+
+MODELS: dict[str, Callable[[], nn.Module]] = {
+    "dilated": dilated_net,
+    "strided": strided_net,
+    "maxpool": maxpool_net,
+}
+
+
+def build_model(name: str = "dilated") -> nn.Module:
+    """A fresh, randomly initialised model by name: ``"dilated"``, ``"strided"`` or ``"maxpool"``.
+
+    Used in lessons 02, 04, 05 and 06.
+    """
+    try:
+        return MODELS[name]()
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}") from None
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters.
+
+    Used in lessons 01 and 04.
+    """
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def summary(model: nn.Module, input_size: tuple[int, int, int] = (3, 32, 32), depth: int = 3):
+    """torchinfo summary (output shapes, parameters, multiply-adds) for one image.
+
+    Used in lesson 04.
+    """
+    from torchinfo import summary as torchinfo_summary
+
+    return torchinfo_summary(
+        model,
+        input_size=(1, *input_size),
+        depth=depth,
+        col_names=("output_size", "num_params", "mult_adds"),
+        row_settings=("var_names",),
+        verbose=0,
+    )

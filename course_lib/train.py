@@ -1,0 +1,407 @@
+"""The course's one trainer: one-cycle SGD with Nesterov momentum, label smoothing, optional EMA.
+
+Hyperparameters live in ``TrainConfig`` (units in the comments). ``fit`` trains any model on
+any pair of loaders, with a progress bar per epoch, a per-epoch history, a checkpoint after
+every epoch (``--resume`` continues with the history intact) and a clean stop if the loss
+turns NaN. ``run`` is the whole job behind ``make train`` and lesson 04: data, transforms,
+model, ``fit``, then the published files (a ``state_dict`` and a JSON record).
+
+Measured results live in README.md next to the command that produced them.
+
+Used in lessons 04 and 06.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .device import autocast, default_device, prepare, to_device
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a training run, in one place."""
+
+    model: str = "dilated"  # name for models.build_model
+    epochs: int = 15
+    batch_size: int = 512  # images per optimizer step
+    lr: float = 0.4  # peak learning rate of the one-cycle schedule, at batch_size
+    warmup: float = 0.2  # fraction of all steps spent rising linearly from lr/25 to lr
+    momentum: float = 0.9  # Nesterov
+    weight_decay: float = 5e-4  # L2 on conv and linear weights only (not BN, not biases)
+    label_smoothing: float = 0.1  # probability mass spread uniformly over the 10 classes
+    ema_decay: float = 0.0  # per-step EMA of the weights; 0 disables it
+    batch_aug: str = "none"  # "none" | "cutout" | "ricap": extra batch-level regulariser
+    cutout_p: float = 0.5  # probability that CoarseDropout punches its 16x16 hole
+    train_size: int = 0  # 0 = all 50,000 training images; else a class-stratified subset
+    test_size: int = 0  # 0 = all 10,000 test images
+    seed: int = 0
+    num_workers: int | None = None  # None = data.default_num_workers(device)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - names
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}")
+        return cls(**values)
+
+    def validate(self) -> None:
+        checks = {
+            "epochs": self.epochs >= 1,
+            "batch_size": self.batch_size >= 1,
+            "lr": self.lr > 0,
+            "warmup": 0 <= self.warmup < 1,
+            "momentum": 0 <= self.momentum < 1,
+            "weight_decay": self.weight_decay >= 0,
+            "label_smoothing": 0 <= self.label_smoothing < 1,
+            "ema_decay": 0 <= self.ema_decay < 1,
+            "batch_aug": self.batch_aug in ("none", "cutout", "ricap"),
+            "cutout_p": 0 <= self.cutout_p <= 1,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            shown = ", ".join(f"{n}={getattr(self, n)!r}" for n in bad)
+            raise ValueError(f"invalid training config: {shown}")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint was kept."""
+
+
+@dataclass
+class FitResult:
+    """What ``fit`` returns: the model to evaluate (EMA weights if enabled) and the history."""
+
+    model: nn.Module
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch, so a run can be repeated.
+
+    Used in lessons 01-06.
+    """
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def one_cycle(step: int, total: int, warmup: float) -> float:
+    """LR multiplier: linear from 1/25 to 1 over ``warmup`` of the steps, then linear to 0.
+
+    Used in lesson 04.
+    """
+    peak = max(1, round(warmup * total))
+    if step < peak:
+        return 1 / 25 + (1 - 1 / 25) * step / peak
+    return max(0.0, (total - step) / max(1, total - peak))
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    return torch.optim.SGD(
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=True,
+    )
+
+
+def _batch_regulariser(cfg: TrainConfig, generator: torch.Generator) -> Callable:
+    """Returns ``step(model, x, y) -> (loss, logits)`` with the chosen batch-level augmentation."""
+    from .augment import cutout_batch, ricap_batch, ricap_loss
+
+    def criterion(logits, y):
+        return F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+
+    def step(model, x, y):
+        if cfg.batch_aug == "cutout":
+            x = cutout_batch(x, generator=generator)
+        if cfg.batch_aug == "ricap":
+            x, labels4, weights = ricap_batch(x, y, generator=generator)
+            logits = model(x)
+            return ricap_loss(logits, labels4, weights, criterion=criterion), logits
+        logits = model(x)
+        return criterion(logits, y), logits
+
+    return step
+
+
+def evaluate_loss_acc(
+    model: nn.Module, loader: DataLoader, device: torch.device
+) -> tuple[float, float]:
+    """Mean cross-entropy (no smoothing) and accuracy (a fraction) over a loader."""
+    model.eval()
+    total_loss, correct, n = 0.0, 0, 0
+    with torch.inference_mode(), autocast(device):
+        for x, y in loader:
+            x, y = to_device(x, device), y.to(device)
+            logits = model(x).float()
+            total_loss += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
+            n += len(y)
+    return total_loss / n, correct / n
+
+
+def _save_atomic(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def fit(
+    model: nn.Module,
+    train_loader: DataLoader,
+    test_loader: DataLoader,
+    cfg: TrainConfig,
+    *,
+    device: torch.device | None = None,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> FitResult:
+    """Train ``model`` for ``cfg.epochs`` and test it after every epoch.
+
+    ``checkpoint`` is the path of the resumable state (model, optimizer, EMA, RNG, history),
+    rewritten atomically after every epoch; with ``resume=True`` an existing one is continued.
+    If a loss becomes NaN or infinite, training stops with ``TrainingDiverged`` and the
+    checkpoint of the last finished epoch is left untouched.
+
+    Used in lessons 04 and 06.
+    """
+    cfg.validate()
+    device = device or default_device()
+    model = prepare(model, device)
+    opt = make_optimizer(model, cfg)
+    total_steps = cfg.epochs * len(train_loader)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: one_cycle(s, total_steps, cfg.warmup))
+    ema = (
+        AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+        if cfg.ema_decay > 0
+        else None
+    )
+    generator = torch.Generator().manual_seed(cfg.seed)
+    train_step = _batch_regulariser(cfg, generator)
+    history: list[dict[str, float]] = []
+    start_epoch = 0
+    ckpt = Path(checkpoint) if checkpoint else None
+    if ckpt and resume and ckpt.exists():
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        if state["config"] != dataclasses.asdict(cfg):
+            raise ValueError(
+                f"cannot resume from {ckpt.name}: it was written with a different config; "
+                "delete it or pass the same options"
+            )
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        history = state["history"]
+        start_epoch = len(history)
+        if progress:
+            tqdm.write(f"resumed after epoch {start_epoch} of {cfg.epochs}")
+
+    t_start = time.perf_counter() - sum(h["seconds"] for h in history)
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        model.train()
+        loss_sum, correct, seen = 0.0, 0, 0
+        bar = tqdm(
+            train_loader,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            disable=not progress,
+            leave=False,
+            unit="batch",
+        )
+        for x, y in bar:
+            x, y = to_device(x, device), y.to(device)
+            with autocast(device):
+                loss, logits = train_step(model, x, y)
+            if not math.isfinite(loss.item()):
+                bar.close()
+                raise TrainingDiverged(
+                    f"loss became {loss.item()} in epoch {epoch + 1}; stopped. "
+                    + (
+                        f"The checkpoint of epoch {epoch} is kept at {ckpt}. "
+                        if ckpt and ckpt.exists()
+                        else ""
+                    )
+                    + f"Try a lower learning rate than lr={cfg.lr}."
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            if ema is not None:
+                ema.update_parameters(model)
+            loss_sum += loss.item() * len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+            seen += len(y)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+        eval_model = ema.module if ema is not None else model
+        test_loss, test_acc = evaluate_loss_acc(eval_model, test_loader, device)
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / seen,
+            "train_acc": correct / seen,
+            "test_loss": test_loss,
+            "test_acc": test_acc,
+            "lr": opt.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - t0,
+        }
+        history.append(row)
+        if progress:
+            tqdm.write(
+                f"epoch {row['epoch']:>2}/{cfg.epochs}  train loss {row['train_loss']:.3f} "
+                f"acc {row['train_acc']:.2%}  |  test loss {test_loss:.3f} acc {test_acc:.2%}"
+                f"  |  {row['seconds']:.0f}s"
+            )
+        if ckpt:
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+            _save_atomic(
+                {
+                    "config": dataclasses.asdict(cfg),
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "ema": ema.state_dict() if ema is not None else None,
+                    "generator": generator.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "history": history,
+                },
+                ckpt,
+            )
+    final = ema.module if ema is not None else model
+    return FitResult(model=final, history=history, seconds=time.perf_counter() - t_start)
+
+
+def environment_info(device: torch.device) -> dict[str, Any]:
+    """Device and library versions, for the JSON record next to every checkpoint."""
+    import albumentations
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    return {
+        "device": device.type,
+        "device_name": name or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "albumentations": albumentations.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def run(
+    cfg: TrainConfig,
+    out: str | Path = "data/checkpoints/final_dilated",
+    *,
+    data_root: str | Path = "data",
+    resume: bool = True,
+    progress: bool = True,
+    device: torch.device | None = None,
+) -> dict[str, Any]:
+    """The whole training job: returns the JSON record it writes next to the weights.
+
+    Writes ``<out>.pt`` (the final ``state_dict``, loadable with ``weights_only=True`` into
+    ``build_model(cfg.model)``), ``<out>.json`` (history, config, seed, normalisation,
+    device, versions, wall seconds) and, while training, ``<out>.resume.pt``.
+
+    Used in lesson 04.
+    """
+    from .augment import AugmentConfig, test_transforms, train_transforms
+    from .data import channel_stats, load_cifar10, make_loaders, subset
+    from .models import build_model, count_parameters
+
+    cfg.validate()
+    device = device or default_device()
+    seed_everything(cfg.seed)
+    data = load_cifar10(data_root)
+    if cfg.train_size or cfg.test_size:
+        data = subset(
+            data, cfg.train_size or len(data.y_train), cfg.test_size or len(data.y_test), cfg.seed
+        )
+    stats = channel_stats(data.x_train)
+    mean, std = stats["mean"].tolist(), stats["std"].tolist()
+    aug = AugmentConfig(cutout_p=cfg.cutout_p)
+    train_loader, test_loader = make_loaders(
+        data,
+        train_transforms(mean, std, aug, seed=cfg.seed),
+        test_transforms(mean, std),
+        batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers,
+        seed=cfg.seed,
+    )
+    model = build_model(cfg.model)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result = fit(
+        model,
+        train_loader,
+        test_loader,
+        cfg,
+        device=device,
+        checkpoint=out.with_suffix(".resume.pt"),
+        resume=resume,
+        progress=progress,
+    )
+    record = {
+        "config": dataclasses.asdict(cfg),
+        "seed": cfg.seed,
+        "parameters": count_parameters(result.model),
+        "normalize": {"mean": mean, "std": std},
+        "augment": dataclasses.asdict(aug),
+        "history": result.history,
+        "final_test_acc": result.history[-1]["test_acc"],
+        "wall_seconds": result.seconds,
+        "environment": environment_info(device),
+        "dataset": "CIFAR-10 (JPEG copy)" if os.environ.get("CIFAR10_NPZ") else "CIFAR-10",
+    }
+    state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
+    _save_atomic(state, out.with_suffix(".pt"))
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, out.with_suffix(".json"))
+    out.with_suffix(".resume.pt").unlink(missing_ok=True)
+    return record
+
+
+def history_table(history: Sequence[dict[str, float]]) -> str:
+    """The per-epoch history as a fixed-width text table.
+
+    Used in lesson 04.
+    """
+    lines = ["epoch  train loss  train acc  test loss  test acc      lr  seconds"]
+    for h in history:
+        lines.append(
+            f"{h['epoch']:>5}  {h['train_loss']:>10.3f}  {h['train_acc']:>9.2%}  "
+            f"{h['test_loss']:>9.3f}  {h['test_acc']:>8.2%}  {h['lr']:>6.3f}  {h['seconds']:>7.1f}"
+        )
+    return "\n".join(lines)

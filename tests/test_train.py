@@ -1,0 +1,201 @@
+import dataclasses
+import json
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from course_lib.evaluate import load_checkpoint
+from course_lib.train import TrainConfig, TrainingDiverged, fit, history_table, one_cycle, run
+
+CPU = torch.device("cpu")
+
+
+def tiny_model():
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 2),
+    )
+
+
+def loaders(n=128, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    x = torch.randn(n, 3, 8, 8, generator=g) + y.view(-1, 1, 1, 1) * 2.0  # class = brightness
+    data = TensorDataset(x, y)
+    return DataLoader(data, batch_size=32, shuffle=True, generator=g), DataLoader(
+        data, batch_size=64
+    )
+
+
+def cfg(**kw):
+    return TrainConfig(**{"epochs": 3, "batch_size": 32, "lr": 0.2, "label_smoothing": 0.0, **kw})
+
+
+def test_one_cycle_warms_up_from_1_25th_to_peak_then_anneals_to_zero():
+    total = 100
+    assert one_cycle(0, total, 0.2) == pytest.approx(1 / 25)
+    assert one_cycle(20, total, 0.2) == pytest.approx(1.0)
+    assert one_cycle(60, total, 0.2) == pytest.approx(0.5)
+    assert one_cycle(100, total, 0.2) == 0.0
+
+
+def test_fit_learns_a_separable_task_and_records_every_epoch():
+    torch.manual_seed(0)
+    train, test = loaders()
+    result = fit(tiny_model(), train, test, cfg(), device=CPU, progress=False)
+    assert [h["epoch"] for h in result.history] == [1, 2, 3]
+    assert set(result.history[0]) == {
+        "epoch",
+        "train_loss",
+        "train_acc",
+        "test_loss",
+        "test_acc",
+        "lr",
+        "seconds",
+    }
+    assert result.history[-1]["test_acc"] > 0.9
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert "test acc" in history_table(result.history)
+
+
+def test_ema_weights_are_what_is_returned_and_evaluated_when_enabled():
+    torch.manual_seed(0)
+    train, test = loaders()
+    model = tiny_model()
+    result = fit(model, train, test, cfg(ema_decay=0.9), device=CPU, progress=False)
+    assert result.model is not model
+    ema_weight, raw_weight = result.model[0].weight, model[0].weight
+    assert not torch.equal(ema_weight, raw_weight)
+    assert result.history[-1]["test_acc"] > 0.9
+
+
+class Interrupt(Exception):
+    pass
+
+
+class InterruptingLoader:
+    """Behaves like the train loader but raises during a chosen epoch (an interrupted run)."""
+
+    def __init__(self, loader, fail_in_epoch):
+        self.loader, self.fail_in_epoch, self.epoch = loader, fail_in_epoch, 0
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        self.epoch += 1
+        for i, batch in enumerate(self.loader):
+            if self.epoch == self.fail_in_epoch and i == 1:
+                raise Interrupt
+            yield batch
+
+
+def test_resume_continues_after_the_last_finished_epoch_with_history_intact(tmp_path):
+    torch.manual_seed(0)
+    train, test = loaders()
+    ckpt = tmp_path / "run.resume.pt"
+    with pytest.raises(Interrupt):
+        fit(
+            tiny_model(),
+            InterruptingLoader(train, 3),
+            test,
+            cfg(),
+            device=CPU,
+            checkpoint=ckpt,
+            progress=False,
+        )
+    saved = torch.load(ckpt, weights_only=False)["history"]
+    assert len(saved) == 2
+    result = fit(
+        tiny_model(), train, test, cfg(), device=CPU, checkpoint=ckpt, resume=True, progress=False
+    )
+    assert [h["epoch"] for h in result.history] == [1, 2, 3]
+    assert result.history[:2] == saved
+
+
+def test_resume_refuses_a_checkpoint_written_with_another_config(tmp_path):
+    train, test = loaders()
+    ckpt = tmp_path / "run.resume.pt"
+    fit(tiny_model(), train, test, cfg(epochs=1), device=CPU, checkpoint=ckpt, progress=False)
+    with pytest.raises(ValueError, match="different config"):
+        fit(
+            tiny_model(),
+            train,
+            test,
+            cfg(epochs=2),
+            device=CPU,
+            checkpoint=ckpt,
+            resume=True,
+            progress=False,
+        )
+
+
+class NaNAfter(nn.Module):
+    """Wraps a model and returns NaN logits after ``steps`` training forward passes."""
+
+    def __init__(self, model, steps):
+        super().__init__()
+        self.model, self.steps = model, steps
+
+    def forward(self, x):
+        out = self.model(x)
+        if self.training:
+            self.steps -= 1
+            if self.steps < 0:
+                return out * float("nan")
+        return out
+
+
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
+    train, test = loaders()  # 4 batches per epoch: NaN appears in epoch 2
+    ckpt = tmp_path / "run.resume.pt"
+    with pytest.raises(TrainingDiverged, match=r"epoch 2.*checkpoint of epoch 1 is kept"):
+        fit(
+            NaNAfter(tiny_model(), 5),
+            train,
+            test,
+            cfg(),
+            device=CPU,
+            checkpoint=ckpt,
+            progress=False,
+        )
+    assert len(torch.load(ckpt, weights_only=False)["history"]) == 1
+
+
+def test_invalid_config_names_the_bad_fields():
+    with pytest.raises(ValueError, match=r"lr=-1.*batch_aug='mixup'"):
+        TrainConfig(lr=-1, batch_aug="mixup").validate()
+    with pytest.raises(ValueError, match="unknown TrainConfig fields"):
+        TrainConfig.from_dict({"epochs": 1, "learning_rate": 0.1})
+
+
+@pytest.mark.parametrize("batch_aug", ["cutout", "ricap"])
+def test_batch_level_regularisers_train_without_error(batch_aug):
+    torch.manual_seed(0)
+    train, test = loaders()
+    result = fit(
+        tiny_model(), train, test, cfg(epochs=1, batch_aug=batch_aug), device=CPU, progress=False
+    )
+    assert len(result.history) == 1
+
+
+def test_run_writes_a_weights_only_state_dict_and_a_json_record(synthetic_npz, tmp_path):
+    config = TrainConfig(epochs=1, batch_size=64, num_workers=0)
+    record = run(
+        config, tmp_path / "model", data_root=tmp_path / "cache", progress=False, device=CPU
+    )
+    saved = json.loads((tmp_path / "model.json").read_text())
+    assert saved == json.loads(json.dumps(record))
+    assert saved["config"] == dataclasses.asdict(config) and saved["seed"] == 0
+    assert 0 <= saved["history"][-1]["test_acc"] <= 1
+    assert len(saved["normalize"]["mean"]) == 3 and len(saved["normalize"]["std"]) == 3
+    assert {"torch", "albumentations", "device"} <= set(saved["environment"])
+    assert not (tmp_path / "model.resume.pt").exists()
+    torch.load(tmp_path / "model.pt", weights_only=True)
+    model, meta = load_checkpoint(tmp_path / "model")
+    assert meta["final_test_acc"] == saved["history"][-1]["test_acc"]
