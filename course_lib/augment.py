@@ -73,19 +73,21 @@ def hole_fill(mean: Sequence[float]) -> tuple[int, int, int]:
     """The CoarseDropout fill for uint8 images: round(mean * 255) per channel.
 
     albumentations casts ``fill`` to the image dtype, so a 0-1 mean on uint8 becomes 0
-    (black holes) and 125.3 is truncated to 125; rounding here makes the hole the mean.
+    (black holes) and 122.96 is truncated to 122; rounding here makes the hole the mean.
     Used in lesson 03.
     """
     mean_arr, _ = _check_mean_std(mean, (1.0, 1.0, 1.0))
     return tuple(int(v) for v in np.rint(mean_arr * 255))
 
 
-def coarse_dropout_only(mean: Sequence[float], cfg: AugmentConfig = AugmentConfig()) -> A.Compose:
+def coarse_dropout_only(
+    mean: Sequence[float], cfg: AugmentConfig = AugmentConfig(), seed: int | None = None
+) -> A.Compose:
     """Just the pipeline's CoarseDropout, always applied, to show the hole on raw uint8 images.
 
     Used in lesson 03.
     """
-    return A.Compose([_coarse_dropout(mean, cfg, p=1.0)])
+    return A.Compose([_coarse_dropout(mean, cfg, p=1.0)], seed=seed)
 
 
 def _coarse_dropout(mean: Sequence[float], cfg: AugmentConfig, p: float) -> A.CoarseDropout:
@@ -186,9 +188,10 @@ def cutout_batch(
     if not (isinstance(size, int) and size > 0):
         raise ValueError(f"size is the square's side in pixels, a positive int, got {size!r}.")
     n, _, h, w = x.shape
-    cy = torch.randint(0, h, (n, 1), generator=generator)
-    cx = torch.randint(0, w, (n, 1), generator=generator)
-    rows, cols = torch.arange(h), torch.arange(w)
+    on = generator.device if generator is not None else torch.device("cpu")
+    cy = torch.randint(0, h, (n, 1), generator=generator, device=on)
+    cx = torch.randint(0, w, (n, 1), generator=generator, device=on)
+    rows, cols = torch.arange(h, device=on), torch.arange(w, device=on)
     in_rows = (rows >= cy - size // 2) & (rows < cy - size // 2 + size)  # (N, H)
     in_cols = (cols >= cx - size // 2) & (cols < cx - size // 2 + size)  # (N, W)
     mask = (in_rows[:, :, None] & in_cols[:, None, :])[:, None].to(x.device)
@@ -213,7 +216,8 @@ def ricap_batch(
         raise ValueError(f"beta must be > 0, got {beta}.")
     n, _, height, width = x.shape
     # torch's Beta takes no generator; a numpy one seeded from it keeps one source of randomness
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    on = generator.device if generator is not None else torch.device("cpu")
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=on))
     rng = np.random.default_rng(seed)
     w = int(round(width * rng.beta(beta, beta)))
     h = int(round(height * rng.beta(beta, beta)))
@@ -221,9 +225,9 @@ def ricap_batch(
 
     crops, labels, weights = [], [], []
     for ch, cw in sizes:
-        perm = torch.randperm(n, generator=generator).to(x.device)
-        top = int(torch.randint(0, height - ch + 1, (1,), generator=generator))
-        left = int(torch.randint(0, width - cw + 1, (1,), generator=generator))
+        perm = torch.randperm(n, generator=generator, device=on).to(x.device)
+        top = int(torch.randint(0, height - ch + 1, (1,), generator=generator, device=on))
+        left = int(torch.randint(0, width - cw + 1, (1,), generator=generator, device=on))
         crops.append(x[perm, :, top : top + ch, left : left + cw])
         labels.append(y[perm])
         weights.append(ch * cw / (height * width))

@@ -57,7 +57,8 @@ class RFRow:
     ``n`` is the map size, ``j`` the jump (input pixels between neighbouring units), ``r`` the
     receptive field and ``start`` the input coordinate of the first output unit's field centre
     (pixel ``i`` covers ``[i, i + 1)``, so the first pixel's centre is 0.5). For non-square layers
-    the int columns describe the axis with the larger ``r_out``; ``r_out_hw`` gives both.
+    the int columns describe the axis with the larger ``r_out``; ``r_out_hw`` gives both ((0, 0)
+    on rows built by hand).
     """
 
     name: str
@@ -217,7 +218,7 @@ def _pair(value) -> tuple[int, int]:
 
 def _bind(args: tuple, kwargs: dict, names: tuple[str, ...], **defaults) -> dict:
     bound = dict(defaults)
-    bound.update(zip(names, args))
+    bound.update(zip(names, args, strict=False))  # names cover only the leading args
     bound.update(kwargs)
     return bound
 
@@ -317,6 +318,7 @@ class _Tracker(TorchFunctionMode):
         self.ends: list[_State] = []
         self.stack: list[tuple[str, nn.Module]] = []
         self.handles: list = []
+        self.stopped = False
 
     # -- bookkeeping
     def attach_hooks(self) -> None:
@@ -396,17 +398,16 @@ class _Tracker(TorchFunctionMode):
         """Run the recurrence for a windowed layer; return the output state, or None if global."""
         kernels, strides, pads, dilations = geometry
         where = self.where()
-        outs, effs = zip(
-            *(
-                _step(x_state[a], kernels[a], strides[a], pads[a], dilations[a], where, ceil_mode)
-                for a in (0, 1)
-            )
+        (out_h, eff_h), (out_w, eff_w) = (
+            _step(x_state[a], kernels[a], strides[a], pads[a], dilations[a], where, ceil_mode)
+            for a in (0, 1)
         )
+        outs, effs = (out_h, out_w), (eff_h, eff_w)
         is_global = (
             kind == "pool"
             and all(o.n == 1 for o in outs)
-            and all(p == (0, 0) and ax.pad == (0, 0) for p, ax in zip(pads, x_state))
-            and all(e == ax.n for e, ax in zip(effs, x_state))
+            and all(p == (0, 0) and ax.pad == (0, 0) for p, ax in zip(pads, x_state, strict=True))
+            and all(e == ax.n for e, ax in zip(effs, x_state, strict=True))
         )
         if is_global:
             return None
@@ -438,7 +439,7 @@ class _Tracker(TorchFunctionMode):
             pads = ((0, 0), (0, 0))
         elif padding == "same":
             # PyTorch puts the odd pixel of an even total padding on the right/bottom.
-            totals = [d * (k - 1) for k, d in zip(kernels, dilations)]
+            totals = [d * (k - 1) for k, d in zip(kernels, dilations, strict=True)]
             pads = tuple((t // 2, t - t // 2) for t in totals)
         else:
             pads = tuple((p, p) for p in _pair(padding))
@@ -479,13 +480,13 @@ class _Tracker(TorchFunctionMode):
         b = _bind(args, kwargs, ("input", "output_size"))
         sizes = b["output_size"]
         sizes = sizes if isinstance(sizes, (tuple, list)) else (sizes, sizes)
-        sizes = [ax.n if s is None else int(s) for s, ax in zip(sizes, x_state)]
+        sizes = [ax.n if s is None else int(s) for s, ax in zip(sizes, x_state, strict=True)]
         if sizes == [1, 1]:
             self.end(x_state, args[0])
             return func(*args, **kwargs)
-        if any(ax.n % s for s, ax in zip(sizes, x_state)):
+        if any(ax.n % s for s, ax in zip(sizes, x_state, strict=True)):
             raise self.unsupported(op, "uses windows of unequal sizes for this map size")
-        kernels = tuple(ax.n // s for s, ax in zip(sizes, x_state))
+        kernels = tuple(ax.n // s for s, ax in zip(sizes, x_state, strict=True))
         out = func(*args, **kwargs)
         if kernels == (1, 1):
             return self._finish(out, _strip(x_state))
@@ -500,7 +501,7 @@ class _Tracker(TorchFunctionMode):
         b = _bind(args, kwargs, ("input", "pad"))
         pad = list(b["pad"]) + [0] * 4
         new = []
-        for ax, (lo, hi) in zip(x_state, ((pad[2], pad[3]), (pad[0], pad[1]))):
+        for ax, (lo, hi) in zip(x_state, ((pad[2], pad[3]), (pad[0], pad[1])), strict=True):
             marker = (lo, hi) if lo >= 0 and hi >= 0 else (0, 0)
             new.append(_Axis(ax.n + lo + hi, ax.j, ax.r, ax.start - lo * ax.j, marker))
         return self._finish(func(*args, **kwargs), (new[0], new[1]))
@@ -520,7 +521,7 @@ class _Tracker(TorchFunctionMode):
             index = index[:k] + fill + index[k + 1 :]
         index = index + (slice(None),) * (4 - len(index))
         new = []
-        for ax, sl in zip(x_state, index[2:4]):
+        for ax, sl in zip(x_state, index[2:4], strict=True):
             lo, hi, step = sl.indices(ax.n)
             n = len(range(lo, hi, step))
             new.append(_Axis(n, ax.j * step, ax.r, ax.start + lo * ax.j))
@@ -555,9 +556,12 @@ def _strip(state: _State) -> _State:
 
 def _window_mean(x: torch.Tensor, geometry, out_hw: tuple[int, int]) -> torch.Tensor:
     (kh, kw), strides, ((ph, ph2), (pw, pw2)), dilations = geometry
-    need = [(o - 1) * s + d * (k - 1) + 1 for o, s, d, k in zip(out_hw, strides, dilations, (kh, kw))]
+    need = [
+        (o - 1) * s + d * (k - 1) + 1
+        for o, s, d, k in zip(out_hw, strides, dilations, (kh, kw), strict=True)
+    ]
     have = [x.shape[-2] + ph + ph2, x.shape[-1] + pw + pw2]
-    extra = [max(0, n - h) for n, h in zip(need, have)]
+    extra = [max(0, n - h) for n, h in zip(need, have, strict=True)]
     xp = F.pad(x, (pw, pw2 + extra[1], ph, ph2 + extra[0]))
     c = x.shape[1]
     weight = x.new_ones(c, 1, kh, kw) / (kh * kw)
@@ -567,16 +571,16 @@ def _window_mean(x: torch.Tensor, geometry, out_hw: tuple[int, int]) -> torch.Te
 
 def _check_input_size(input_size, caller: str) -> tuple[int, int, int]:
     if len(tuple(input_size)) != 3 or any(int(s) < 1 for s in input_size):
-        raise ValueError(f"{caller}: input_size must be (channels, height, width), got {input_size}")
+        raise ValueError(
+            f"{caller}: input_size must be (channels, height, width), got {input_size}"
+        )
     return tuple(int(s) for s in input_size)
 
 
 def _check_modules(model: nn.Module, caller: str) -> None:
     """Check strides and dilations before the forward pass: torch fails obscurely or hangs on 0."""
     for name, m in model.named_modules():
-        if isinstance(m, nn.Conv2d):
-            checks = {"kernel_size": m.kernel_size, "stride": m.stride, "dilation": m.dilation}
-        elif isinstance(m, nn.MaxPool2d):
+        if isinstance(m, (nn.Conv2d, nn.MaxPool2d)):
             checks = {"kernel_size": m.kernel_size, "stride": m.stride, "dilation": m.dilation}
         elif isinstance(m, (nn.AvgPool2d, nn.LPPool2d)):
             checks = {"kernel_size": m.kernel_size, "stride": m.stride}
@@ -600,6 +604,7 @@ def _run(model: nn.Module, x: torch.Tensor, tracker: _Tracker):
         with tracker:
             return model(x)
     except _Stop as stop:
+        tracker.stopped = True
         return stop.tensor
     finally:
         tracker.remove_hooks()
@@ -728,10 +733,18 @@ def table_from_specs(specs: Sequence[LayerSpec], input_size: int = 32) -> list[R
     """
     rows = []
     for name, s, ax, new, eff in _spec_steps(specs, input_size, "table_from_specs"):
-        two = lambda v: (v, v)  # noqa: E731
+        pad = (s.padding, s.padding)
         rows.append(
-            _make_row(name, two(ax), two(new), two(s.kernel), two(s.stride),
-                      two((s.padding, s.padding)), two(s.dilation), two(eff))  # fmt: skip
+            _make_row(
+                name,
+                (ax, ax),
+                (new, new),
+                (s.kernel,) * 2,
+                (s.stride,) * 2,
+                (pad, pad),
+                (s.dilation,) * 2,
+                (eff, eff),
+            )
         )
     return rows
 
@@ -810,7 +823,7 @@ def format_rf_table(rows: Sequence[RFRow]) -> str:
 
     def line(cells: list[str]) -> str:
         first = cells[0].ljust(widths[0])
-        rest = [v.rjust(w) for v, w in zip(cells[1:], widths[1:])]
+        rest = [v.rjust(w) for v, w in zip(cells[1:], widths[1:], strict=True)]
         return "  ".join([first, *rest]).rstrip()
 
     return "\n".join([line(cols)] + [line(b) for b in body])
@@ -830,10 +843,13 @@ def _forward_to(model: nn.Module, x: torch.Tensor, layer: str | None, caller: st
             raise _Stop(output)
 
         handle = modules[layer].register_forward_hook(hook)
+        tracker = _Tracker(model, caller, **kw)
         try:
-            out = _run(model, x, _Tracker(model, caller, **kw))
+            out = _run(model, x, tracker)
         finally:
             handle.remove()
+        if not tracker.stopped:
+            raise ValueError(f"{caller}: layer '{layer}' is not called in the forward pass")
         if not isinstance(out, torch.Tensor) or out.dim() != 4:
             raise ValueError(f"{caller}: layer '{layer}' does not output an (N, C, H, W) map")
         return out
@@ -869,7 +885,9 @@ def empirical_receptive_field(
     The result is the bounding box of the non-zero input gradient: it equals the analytic RF for
     any strides, and dilated stacks leave holes inside it (gridding), visible in ``grad``. The
     input must be larger than the field, or the box is clipped by the border; a ValueError says
-    so. 96x96 covers the course's CIFAR networks.
+    so. The default 96x96 suits fields up to about 90 pixels; deeper networks need a larger
+    ``input_size``. Global context (a squeeze-excitation gate) reaches every pixel, so such
+    models always measure as clipped.
 
     Used in lessons 02 and 04.
     """

@@ -32,10 +32,20 @@ def make_synthetic_cifar(n_train: int = 200, n_test: int = 100, seed: int = 0) -
     )
 
 
+def _write_npz(tmp_path, monkeypatch, n_train, n_test):
+    path = tmp_path / "synthetic_cifar10.npz"
+    np.savez(path, **make_synthetic_cifar(n_train, n_test))
+    monkeypatch.setenv("CIFAR10_NPZ", str(path))
+    return path
+
+
 @pytest.fixture
 def synthetic_npz(tmp_path, monkeypatch):
     """A small file in the offline-copy format, with CIFAR10_NPZ pointing at it."""
-    path = tmp_path / "synthetic_cifar10.npz"
-    np.savez(path, **make_synthetic_cifar())
-    monkeypatch.setenv("CIFAR10_NPZ", str(path))
-    return path
+    return _write_npz(tmp_path, monkeypatch, 200, 100)
+
+
+@pytest.fixture
+def synthetic_npz_fast_size(tmp_path, monkeypatch):
+    """Large enough for the trainer's --fast subset (2,000 train and 1,000 test images)."""
+    return _write_npz(tmp_path, monkeypatch, 2000, 1000)

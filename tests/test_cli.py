@@ -20,7 +20,9 @@ def test_models_prints_parameters_and_receptive_field_of_each_model(capsys):
     assert [line.split()[0] for line in lines[1:]] == ["dilated", "strided", "maxpool"]
 
 
-def test_fast_train_then_evaluate_reproduces_the_recorded_accuracy(synthetic_npz, tmp_path, capsys):
+def test_fast_train_then_evaluate_reproduces_the_recorded_accuracy(
+    synthetic_npz_fast_size, tmp_path, capsys
+):
     out = tmp_path / "fast"
     main(
         [

@@ -168,7 +168,7 @@ def test_no_data_and_failed_download_raise_one_clear_error_and_leave_nothing(
     monkeypatch.setattr(
         torchvision.datasets.cifar, "download_and_extract_archive", partial_download
     )
-    root = tmp_path / "data"
+    root = tmp_path / "data" if root_exists else tmp_path / "new" / "data"
     if root_exists:
         root.mkdir()
     with pytest.raises(DatasetNotFoundError) as info:

@@ -1,9 +1,9 @@
 import pytest
 import torch
-from course_lib.receptive_field import receptive_field
 from torch import nn
 
 from course_lib.models import MODELS, build_model, count_parameters
+from course_lib.receptive_field import receptive_field
 
 
 def convs(model):
