@@ -22,7 +22,7 @@ train: $(STAMP)  ## train the final model (pass options with ARGS="--epochs 3 --
 
 test: $(STAMP)  ## ruff, unit tests, and every lesson in fast mode under strict nbval
 	$(VENV)/bin/ruff check .
-	COURSE_FAST=1 MPLBACKEND=Agg $(PY) -m pytest tests lessons --nbval --nbval-current-env \
+	COURSE_FAST=1 $(PY) -m pytest tests lessons --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg $(ARGS)
 
 lab: $(STAMP)  ## open the course in JupyterLab

@@ -102,6 +102,37 @@ def _coarse_dropout(mean: Sequence[float], cfg: AugmentConfig, p: float) -> A.Co
     )
 
 
+def shift_scale_rotate_as_affine(
+    cfg: AugmentConfig = AugmentConfig(),
+    border_mode: int = cv2.BORDER_REFLECT_101,
+    p: float = 1.0,
+) -> A.Affine:
+    """The assignment's ShiftScaleRotate, written as the ``A.Affine`` it is in albumentations 2.x.
+
+    With the same seed it gives the same output as ``A.ShiftScaleRotate(shift_limit=cfg.shift,
+    scale_limit=cfg.scale, rotate_limit=cfg.rotate, border_mode=border_mode)``, without that
+    class's deprecation warning. ``border_mode`` defaults to reflect-101, the 1.x default;
+    2.x changed it to a constant black border. Used in lesson 03.
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p is a probability in [0, 1], got {p}.")
+    # Affine instead of ShiftScaleRotate: in albumentations 2.x the latter is a deprecated
+    # special case of Affine and warns. These are the arguments ShiftScaleRotate passes
+    # (scale drawn per axis, as it does).
+    return A.Affine(
+        scale=(1 - cfg.scale, 1 + cfg.scale),
+        translate_percent={"x": (-cfg.shift, cfg.shift), "y": (-cfg.shift, cfg.shift)},
+        rotate=(-cfg.rotate, cfg.rotate),
+        shear=(0, 0),
+        interpolation=cv2.INTER_LINEAR,
+        fit_output=False,
+        keep_ratio=False,
+        rotate_method="largest_box",
+        border_mode=border_mode,
+        p=p,
+    )
+
+
 def train_transforms(
     mean: Sequence[float],
     std: Sequence[float],
@@ -120,22 +151,8 @@ def train_transforms(
     pipeline = A.Compose(
         [
             A.HorizontalFlip(p=cfg.flip_p),
-            # Affine instead of ShiftScaleRotate: in albumentations 2.x the latter is a
-            # deprecated special case of Affine and warns. These are the arguments
-            # ShiftScaleRotate passes (scale drawn per axis, as it does), with its 1.x default
-            # border, reflect-101: 2.x switched its default to a black constant border.
-            A.Affine(
-                scale=(1 - cfg.scale, 1 + cfg.scale),
-                translate_percent={"x": (-cfg.shift, cfg.shift), "y": (-cfg.shift, cfg.shift)},
-                rotate=(-cfg.rotate, cfg.rotate),
-                shear=(0, 0),
-                interpolation=cv2.INTER_LINEAR,
-                fit_output=False,
-                keep_ratio=False,
-                rotate_method="largest_box",
-                border_mode=cv2.BORDER_REFLECT_101,
-                p=cfg.affine_p,
-            ),
+            # ShiftScaleRotate as the Affine it is in 2.x, with the 1.x border (reflect-101)
+            shift_scale_rotate_as_affine(cfg, p=cfg.affine_p),
             _coarse_dropout(mean_arr, cfg, p=cfg.cutout_p),
             A.Normalize(mean=tuple(mean_arr), std=tuple(std_arr), max_pixel_value=255.0),
             ToTensorV2(),
@@ -147,6 +164,29 @@ def train_transforms(
         # (flip and hole always come together on the first image); one shared stream fixes it.
         pipeline.set_random_state(np.random.default_rng(seed), random.Random(seed))
     return pipeline
+
+
+def apply_to_images(
+    transform: A.BasicTransform | A.BaseCompose, images, seed: int = 0
+) -> np.ndarray:
+    """Run one albumentations transform (or a Compose) over uint8 HWC images; stack the outputs.
+
+    The transform is given a fresh random stream from ``seed`` first (one stream shared by
+    every transform in a Compose, as in ``train_transforms``). So the same seed repeats the
+    same draws, and two transforms that draw the same parameters, such as ShiftScaleRotate and
+    its Affine, can be compared image by image. Used in lesson 03.
+    """
+    if not isinstance(transform, A.BasicTransform | A.BaseCompose):
+        raise ValueError(
+            f"transform must be an albumentations transform or Compose, got {type(transform).__name__}."
+        )
+    x = np.asarray(images)
+    if x.dtype != np.uint8 or x.ndim != 4 or len(x) == 0:
+        raise ValueError(
+            f"images must be a non-empty uint8 batch (N, H, W, C), got {x.dtype} of shape {x.shape}."
+        )
+    transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
+    return np.stack([np.asarray(transform(image=img)["image"]) for img in x])
 
 
 def test_transforms(mean: Sequence[float], std: Sequence[float]) -> A.Compose:

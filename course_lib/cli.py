@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
         help="output path without suffix (default: %(default)s)",
     )
     train.add_argument(
-        "--data-root", default="data", help="dataset cache folder (default: %(default)s)"
+        "--data-root", default=None, help="dataset cache folder (default: the repository's data/)"
     )
     train.add_argument(
         "--fast", action="store_true", help="smoke run: 1 epoch on 2,000 train / 1,000 test images"
@@ -71,7 +71,9 @@ def _parser() -> argparse.ArgumentParser:
         default="data/checkpoints/final_dilated",
         help="path without suffix (default: %(default)s)",
     )
-    ev.add_argument("--data-root", default="data")
+    ev.add_argument(
+        "--data-root", default=None, help="dataset cache folder (default: the repository's data/)"
+    )
     sub.add_parser("models", help="parameters, multiply-adds and receptive field of every model")
     return parser
 

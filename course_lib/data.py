@@ -57,18 +57,28 @@ class DatasetNotFoundError(RuntimeError):
     """No CIFAR-10 copy could be found or downloaded. Used in lesson 03."""
 
 
-def load_cifar10(root: str | Path = "data", verbose: bool = True) -> Cifar10:
+def default_data_root() -> Path:
+    """``data/`` of the repository when the course runs from a checkout, else ``./data``.
+
+    Lessons run with their own folder as working directory, so a relative "data" would
+    land in ``lessons/data``; on Colab (a pip install) ``./data`` is the natural place.
+    """
+    repo = Path(__file__).resolve().parents[1]
+    return repo / "data" if (repo / "pyproject.toml").is_file() else Path("data")
+
+
+def load_cifar10(root: str | Path | None = None, verbose: bool = True) -> Cifar10:
     """Load CIFAR-10, from the first source that has it.
 
     1. the file named by the environment variable ``CIFAR10_NPZ``
        (keys x_train, y_train, x_test, y_test, classes);
-    2. the cache ``root/cifar10_uint8.npz``;
+    2. the cache ``root/cifar10_uint8.npz`` (``root`` defaults to ``default_data_root()``);
     3. ``torchvision.datasets.CIFAR10(root, download=True)``, then written to the cache.
 
     ``verbose`` prints one line naming the source (no machine paths, so notebook output is
     stable). Raises ``DatasetNotFoundError`` when every source fails. Used in lesson 03.
     """
-    root = Path(root)
+    root = Path(root) if root is not None else default_data_root()
     cache = root / CACHE_NAME
     env_path = os.environ.get(ENV_VAR)
 

@@ -31,6 +31,7 @@ __all__ = [
     "format_rf_table",
     "empirical_receptive_field",
     "effective_receptive_field",
+    "erf_extent",
 ]
 
 COLUMNS = (
@@ -938,7 +939,7 @@ def effective_receptive_field(
     over channels)/d(input)|, summed over input channels and scaled to a maximum of 1. Without
     ``images`` the batch is ``n`` seeded standard-normal images of ``input_size``.
 
-    Used in lesson 04.
+    Used in lessons 02 and 04.
     """
     caller = "effective_receptive_field"
     dtype, device = _model_dtype_device(model)
@@ -953,3 +954,29 @@ def effective_receptive_field(
     erf = grad.abs().sum(1).mean(0)
     top = erf.max()
     return (erf / top if top > 0 else erf).cpu().double().numpy()
+
+
+def erf_extent(erf, mass: float = 0.9) -> int:
+    """Side (pixels) of the smallest square that holds ``mass`` of an effective-RF map's total.
+
+    The square is centred on the map's centre of mass (rounded to a pixel) and grows one ring at
+    a time, so the side is odd; it may run past the map's border. One number for "how far the
+    unit really looks", to set beside the theoretical receptive field.
+
+    Used in lesson 02.
+    """
+    e = np.abs(np.asarray(erf, dtype=float))
+    if e.ndim != 2:
+        raise ValueError(f"erf_extent: erf must be a 2-D map (H, W), got shape {e.shape}")
+    if not 0 < mass <= 1:
+        raise ValueError(f"erf_extent: mass must be in (0, 1], got {mass}")
+    total = e.sum()
+    if not total > 0:
+        raise ValueError("erf_extent: the map is all zeros, so it has no extent")
+    ys, xs = np.indices(e.shape)
+    cy, cx = round(float((ys * e).sum() / total)), round(float((xs * e).sum() / total))
+    ring = np.maximum(np.abs(ys - cy), np.abs(xs - cx))
+    inside = np.cumsum(np.bincount(ring.ravel(), weights=e.ravel()))
+    # The relative tolerance keeps mass=1 from missing the last ring by a rounding error.
+    radius = int(np.searchsorted(inside, mass * total * (1 - 1e-9)))
+    return 2 * radius + 1

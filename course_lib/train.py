@@ -323,7 +323,7 @@ def run(
     cfg: TrainConfig,
     out: str | Path = "data/checkpoints/final_dilated",
     *,
-    data_root: str | Path = "data",
+    data_root: str | Path | None = None,
     resume: bool = True,
     progress: bool = True,
     device: torch.device | None = None,

@@ -2,11 +2,9 @@
 
 import os
 
-import matplotlib
 import numpy as np
 import pytest
 
-matplotlib.use("Agg")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")

@@ -14,11 +14,13 @@ import torch.nn.functional as F
 
 from course_lib.augment import (
     AugmentConfig,
+    apply_to_images,
     coarse_dropout_only,
     cutout_batch,
     hole_fill,
     ricap_batch,
     ricap_loss,
+    shift_scale_rotate_as_affine,
     test_transforms,
     train_transforms,
 )
@@ -160,6 +162,64 @@ def test_affine_matches_shift_scale_rotate_with_reflect_101_exactly():
         ssr.set_random_seed(seed)
         assert np.array_equal(ours(image=img)["image"], ssr(image=img)["image"])
     assert ours.border_mode == cv2.BORDER_REFLECT_101
+
+
+@pytest.mark.parametrize("border", [cv2.BORDER_CONSTANT, cv2.BORDER_REFLECT_101])
+def test_shift_scale_rotate_as_affine_matches_shift_scale_rotate_for_either_border(border):
+    cfg = AugmentConfig(shift=0.1, scale=0.2, rotate=30.0)
+    ours = shift_scale_rotate_as_affine(cfg, border_mode=border)
+    with pytest.warns(UserWarning, match="ShiftScaleRotate is a special case of Affine"):
+        ssr = A.ShiftScaleRotate(
+            shift_limit=0.1, scale_limit=0.2, rotate_limit=30, border_mode=border, p=1.0
+        )
+    img = image_without_mean_colour()
+    for seed in range(5):
+        ours.set_random_seed(seed)
+        ssr.set_random_seed(seed)
+        assert np.array_equal(ours(image=img)["image"], ssr(image=img)["image"])
+
+
+def test_constant_border_fills_black_where_reflect_101_mirrors_the_image():
+    img = np.full((32, 32, 3), 200, dtype=np.uint8)
+    cfg = AugmentConfig(shift=0.0, scale=0.0, rotate=30.0)
+    outs = {}
+    for border in (cv2.BORDER_CONSTANT, cv2.BORDER_REFLECT_101):
+        t = shift_scale_rotate_as_affine(cfg, border_mode=border)
+        t.set_random_seed(1)
+        outs[border] = t(image=img)["image"]
+    assert outs[cv2.BORDER_CONSTANT][0, 0].tolist() == [0, 0, 0]  # a rotated corner is empty
+    assert (outs[cv2.BORDER_REFLECT_101] == 200).all()
+
+
+def test_pipeline_affine_is_shift_scale_rotate_as_affine_with_reflect_101():
+    cfg = AugmentConfig(affine_p=0.3)
+    ours = train_transforms(MEAN, STD, cfg)[1]
+    helper = shift_scale_rotate_as_affine(cfg, p=0.3)
+    assert repr(ours) == repr(helper)
+    assert helper.border_mode == cv2.BORDER_REFLECT_101
+
+
+def test_shift_scale_rotate_as_affine_refuses_a_bad_probability_with_a_message():
+    with pytest.raises(ValueError, match=r"p is a probability in \[0, 1\], got 2"):
+        shift_scale_rotate_as_affine(p=2)
+
+
+def test_apply_to_images_repeats_with_a_seed_and_draws_per_image():
+    imgs = np.stack([image_without_mean_colour(s) for s in range(6)])
+    dropout = coarse_dropout_only(MEAN)
+    a, b = apply_to_images(dropout, imgs, seed=0), apply_to_images(dropout, imgs, seed=0)
+    assert a.shape == imgs.shape and a.dtype == np.uint8 and np.array_equal(a, b)
+    holes = [(out != img).any(axis=2) for out, img in zip(a, imgs, strict=True)]
+    assert all(h.sum() == 256 for h in holes)
+    assert len({h.tobytes() for h in holes}) > 1  # a new position for each image
+    assert not np.array_equal(a, apply_to_images(dropout, imgs, seed=1))
+
+
+def test_apply_to_images_refuses_a_non_transform_and_float_images_with_a_message():
+    with pytest.raises(ValueError, match="must be an albumentations transform or Compose, got"):
+        apply_to_images(lambda image: {"image": image}, np.zeros((1, 8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"non-empty uint8 batch \(N, H, W, C\), got float64"):
+        apply_to_images(A.HorizontalFlip(p=1.0), np.zeros((1, 8, 8, 3)))
 
 
 def test_train_pipeline_builds_without_warnings():

@@ -12,6 +12,7 @@ from course_lib.receptive_field import (
     dilation_footprint,
     effective_receptive_field,
     empirical_receptive_field,
+    erf_extent,
     format_rf_table,
     receptive_field,
     receptive_field_table,
@@ -431,3 +432,29 @@ def test_effective_field_is_normalised_seeded_and_zero_outside_the_analytic_fiel
     assert rows.max() - rows.min() + 1 <= 7 and cols.max() - cols.min() + 1 <= 7
     np.testing.assert_array_equal(erf, effective_receptive_field(model, n=8))
     assert model.training
+
+
+# ---------------------------------------------------------------- effective-RF extent
+
+
+def test_erf_extent_is_the_side_of_the_centred_square_holding_the_mass():
+    delta = np.zeros((9, 9))
+    delta[4, 4] = 1.0
+    assert erf_extent(delta) == 1
+    block = np.zeros((16, 16))
+    block[5:10, 5:10] = 1.0  # a 5x5 square centred on pixel (7, 7)
+    assert erf_extent(block, mass=1.0) == 5
+    assert erf_extent(block, mass=0.3) == 3  # the central 3x3 holds 9/25 of it
+
+
+def test_erf_extent_of_a_gaussian_grows_with_its_width():
+    ys, xs = np.indices((41, 41)) - 20
+    narrow, wide = (np.exp(-(ys**2 + xs**2) / (2 * s**2)) for s in (2.0, 5.0))
+    assert erf_extent(narrow) < erf_extent(wide) < 41
+
+
+def test_erf_extent_refuses_an_empty_map_with_a_message():
+    with pytest.raises(ValueError, match="erf_extent: the map is all zeros"):
+        erf_extent(np.zeros((4, 4)))
+    with pytest.raises(ValueError, match=r"erf_extent: mass must be in \(0, 1\], got 0"):
+        erf_extent(np.ones((4, 4)), mass=0)

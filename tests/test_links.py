@@ -1,0 +1,58 @@
+import json
+
+from course_lib import links
+
+
+def test_every_link_is_generated_from_the_one_repository_constant(tmp_path):
+    links.REPOSITORY  # noqa: B018 - the single source of truth
+    assert links.colab_url("01_x.ipynb").startswith(
+        f"https://colab.research.google.com/github/{links.REPOSITORY}/blob/"
+    )
+    assert f"git+https://github.com/{links.REPOSITORY}.git" in links.install_cell_source()
+
+
+def test_sync_rewrites_a_stale_badge_and_install_cell(tmp_path, monkeypatch):
+    nb = {
+        "cells": [
+            {"cell_type": "markdown", "metadata": {}, "source": "<!-- colab-badge -->\n[old](x)"},
+            {
+                "cell_type": "code",
+                "metadata": {"tags": ["colab-install"]},
+                "source": "old",
+                "outputs": [],
+                "execution_count": None,
+            },
+        ],
+        "metadata": {},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    (tmp_path / "lessons").mkdir()
+    path = tmp_path / "lessons" / "01_x.ipynb"
+    path.write_text(json.dumps(nb))
+    assert links.sync(tmp_path) == [path]
+    cells = json.loads(path.read_text())["cells"]
+    assert links.colab_url("01_x.ipynb") in cells[0]["source"]
+    assert cells[1]["source"] == links.install_cell_source()
+    assert links.sync(tmp_path) == []
+
+
+def test_committed_lessons_and_readme_match_the_constant():
+    """Fails after REPOSITORY is edited until `python -m course_lib.links` is run."""
+    stale = []
+    for nb in sorted((links.REPO_ROOT / "lessons").glob("*.ipynb")):
+        text = nb.read_text()
+        data = json.loads(text)
+        badge = [c for c in data["cells"] if links.BADGE_MARKER in "".join(c["source"])]
+        install = [c for c in data["cells"] if links.INSTALL_TAG in c["metadata"].get("tags", [])]
+        if len(badge) != 1 or len(install) != 1:
+            stale.append(f"{nb.name}: needs one badge cell and one install cell")
+        elif (
+            links.colab_url(nb.name) not in "".join(badge[0]["source"])
+            or "".join(install[0]["source"]) != links.install_cell_source()
+        ):
+            stale.append(nb.name)
+    readme = (links.REPO_ROOT / "README.md").read_text()
+    if "colab.research.google.com/github/" in readme and links.colab_url("") not in readme:
+        stale.append("README.md")
+    assert not stale, f"run `python -m course_lib.links` to regenerate links in: {stale}"
