@@ -393,6 +393,11 @@ def _legend_handles(geom: ConvGeometry) -> list[Patch]:
     return handles
 
 
+def _panel_width(canvas_cols: int) -> float:
+    # At least as wide as a panel title such as "output (0, 1), step 2/16".
+    return max(1.6, canvas_cols * _CELL_IN + 0.35)
+
+
 def _check_positions(geom: ConvGeometry, positions: Sequence[tuple[int, int]]) -> None:
     if not positions:
         raise ValueError("draw_conv: positions is empty")
@@ -420,7 +425,7 @@ def draw_conv(
     (hc, wc), (ho, _) = geom.canvas_shape, geom.output_shape
     n = len(positions)
     if fig is None:
-        fig = _new_figure(max(4.0, n * (wc * _CELL_IN + 0.35)), (hc + ho) * _CELL_IN + 1.4)
+        fig = _new_figure(max(4.0, n * _panel_width(wc)), (hc + ho) * _CELL_IN + 1.4)
     axes = fig.subplots(2, n, squeeze=False, gridspec_kw={"height_ratios": [hc, ho]})
     cells = canvas_cells(geom)
     total = geom.output_shape[0] * geom.output_shape[1]
@@ -440,10 +445,12 @@ def draw_conv(
     if not legend:
         return fig
     handles = _legend_handles(geom)
+    # As many legend columns as fit the figure's width (a one-panel widget is narrow).
+    per_row = max(2, int(fig.figure.get_figwidth() / 1.3))
     fig.legend(
         handles=handles,
         loc="outside lower center",
-        ncol=min(len(handles), 6),
+        ncol=min(len(handles), per_row),
         fontsize=7.5,
         frameon=False,
     )
@@ -462,7 +469,7 @@ def draw_spatial_separable(
     first = ConvGeometry(size, (kernel, 1), padding=(p, 0))
     second = ConvGeometry(first.output_shape, (1, kernel), padding=(0, p))
     hc, wc = first.canvas_shape
-    width = max(4.0, n_panels * (max(wc, second.canvas_shape[1]) * _CELL_IN + 0.35))
+    width = max(4.0, n_panels * _panel_width(max(wc, second.canvas_shape[1])))
     rows = hc + first.output_shape[0] + second.canvas_shape[0] + second.output_shape[0]
     fig = _new_figure(width, rows * _CELL_IN + 3.0)
     top, bottom = fig.subfigures(
@@ -649,9 +656,8 @@ def conv_explorer(presets: Mapping[str, ConvGeometry] | None = None) -> widgets.
         geom = presets[conv]
         step = min(step, last_step(conv))  # the slider's maximum catches up just after
         (hc, wc), (ho, wo) = geom.canvas_shape, geom.output_shape
-        fig = plt.figure(
-            figsize=(max(4.0, wc * 0.45 + 0.6), (hc + ho) * 0.45 + 1.6), layout="constrained"
-        )
+        size = (max(4.0, wc * 0.38 + 0.8), (hc + ho) * 0.38 + 1.6)
+        fig = plt.figure(figsize=size, layout="constrained")
         draw_conv(geom, positions=[divmod(step, wo)], fig=fig)
         plt.show()
         return fig

@@ -107,7 +107,7 @@ class SeparableConvBNReLU(nn.Sequential):
 
 
 class SpatialSeparableConv2d(nn.Module):
-    """A (k x 1) conv then a per-channel (1 x k) conv: 2k taps per channel pair instead of k*k.
+    """A (k x 1) conv then a per-channel (1 x k) conv: about 1/k of a full k x k conv's weights.
 
     It can only represent kernels that are an outer product (rank 1) of a column and a row,
     which lesson 01 checks numerically.

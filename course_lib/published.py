@@ -1,11 +1,11 @@
 """A network from a public write-up of this assignment, rebuilt to check its receptive-field table.
 
 The write-up is "Applying Dilated and Depth-wise Separable Convolutions on CIFAR 10 Dataset using
-PyTorch" (the session-9 README of github.com/mkthoma/era_v1). Its model has 173,856 parameters
-and a comment after every block giving the output size and receptive field the authors worked
-out by hand. Two of those hand-worked numbers are wrong at the 2x2 conv, and the wrong output
-size led to a pooling layer that is not the global average it is called. Lesson 02 rebuilds the
-network from the write-up's layer list and lets the calculator recompute the comments.
+PyTorch" (``Session 9/README.md`` and ``model.py`` of github.com/mkthoma/era_v1). Its model has
+173,856 parameters and a comment after every block giving the output size and receptive field
+worked out by hand. Both hand-worked numbers are wrong at the 2x2 conv, and the wrong output size
+led to a pooling layer that is not the global average it is called. Lesson 02 rebuilds the
+network layer for layer and lets the calculator recompute the comments.
 
 Used in lesson 02.
 """
@@ -61,13 +61,13 @@ class PublishedDilatedNet(nn.Module):
     Three blocks end in an unpadded dilated conv (dilation 2, 4, 8) and a 1x1 transition; the
     fourth has a depthwise-separable conv and ends in an unpadded 2x2 conv on the 4x4 map. The
     head is ``AvgPool2d(kernel_size=2)`` (the write-up's "GAP") and a bias-free linear layer.
-    ``forward`` returns logits. The dropout rate is not stated in the write-up; it changes no
-    parameter count or receptive field.
+    ``forward`` returns logits (the original ends in ``log_softmax``). The default dropout is the
+    original's 0.1; it changes no parameter count or receptive field.
 
     Used in lesson 02.
     """
 
-    def __init__(self, dropout: float = 0.0) -> None:
+    def __init__(self, dropout: float = 0.1) -> None:
         super().__init__()
         d = dropout
         self.convblock1 = _unit(3, 16, dropout=d)
@@ -101,7 +101,7 @@ class PublishedDilatedNet(nn.Module):
         return self.fc(self.gap(x).flatten(1))
 
 
-def published_dilated_net(dropout: float = 0.0) -> PublishedDilatedNet:
+def published_dilated_net(dropout: float = 0.1) -> PublishedDilatedNet:
     """A fresh ``PublishedDilatedNet``: the write-up's model, 173,856 parameters.
 
     Used in lesson 02.

@@ -43,6 +43,7 @@ __all__ = [
     "draw_footprint",
     "footprint_steps_figure",
     "explorer_figure",
+    "erf_profile_figure",
     "make_dilation_explorer",
     "make_rf_calculator",
 ]
@@ -254,6 +255,33 @@ def explorer_figure(ex: Exploration) -> Figure:
     ax_g.set(xlabel="layers", ylabel="receptive field (pixels)", title="RF growth")
     ax_g.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax_g.legend(loc="upper left")
+    return fig
+
+
+def erf_profile_figure(erf, fields: dict[str, int]) -> Figure:
+    """An effective-RF map summed over its rows, on a log scale, with the named fields marked.
+
+    ``fields`` maps a label to a field width in pixels (the theoretical RF, say); each is drawn
+    as a pair of vertical lines centred on the map's centre of mass. Used in lesson 02.
+    """
+    e = np.abs(np.asarray(erf, dtype=float))
+    if e.ndim != 2 or not e.sum() > 0:
+        raise ValueError(f"erf_profile_figure: erf must be a non-zero 2-D map, got shape {e.shape}")
+    profile = e.sum(0) / e.sum(0).max()
+    centre = float((np.arange(len(profile)) * profile).sum() / profile.sum())
+    fig, ax = plt.subplots(figsize=(8, 3.2), layout="constrained")
+    ax.semilogy(np.arange(len(profile)), np.where(profile > 0, profile, np.nan), ".-", color="k")
+    for i, (label, side) in enumerate(fields.items()):
+        colour = f"C{i + 1}"
+        for x in (round(centre) - side / 2, round(centre) + side / 2):
+            ax.axvline(
+                x, color=colour, linestyle="--", label=f"{label}: {side} px" if x < centre else None
+            )
+    ax.set(
+        xlabel="input column (pixels)", ylabel="ERF, summed over rows", xlim=(0, len(profile) - 1)
+    )
+    ax.set_title("Effective RF across the input (log scale)", fontsize=11)
+    ax.legend(loc="lower center", fontsize=9)
     return fig
 
 

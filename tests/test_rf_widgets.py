@@ -11,6 +11,7 @@ from course_lib.receptive_field import LayerSpec, receptive_field_table
 from course_lib.rf_widgets import (
     MAX_GRID,
     draw_footprint,
+    erf_profile_figure,
     explore_dilation,
     explorer_figure,
     footprint_steps_figure,
@@ -136,6 +137,20 @@ def test_explorer_figure_titles_state_the_span_and_the_share_seen():
     ax_k, ax_s, _ = explorer_figure(explore_dilation(3, 2, 1, 3)).axes
     assert "spans 5x5 pixels" in ax_k.get_title()
     assert "RF 13" in ax_s.get_title() and "29% of that square" in ax_s.get_title()
+
+
+def test_erf_profile_marks_each_field_centred_on_the_map():
+    erf = np.zeros((21, 21))
+    erf[8:13, 8:13] = 1.0  # centred on pixel 10
+    ax = erf_profile_figure(erf, {"RF": 5, "wide": 9}).axes[0]
+    xs = sorted(line.get_xdata()[0] for line in ax.get_lines()[1:])
+    assert xs == [5.5, 7.5, 12.5, 14.5]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["RF: 5 px", "wide: 9 px"]
+
+
+def test_erf_profile_refuses_an_empty_map_with_a_message():
+    with pytest.raises(ValueError, match="erf must be a non-zero 2-D map"):
+        erf_profile_figure(np.zeros((4, 4)), {})
 
 
 # --- the explorer widget, headless ---------------------------------------------------------
