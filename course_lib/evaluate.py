@@ -110,6 +110,41 @@ def predict(
     return Evaluation(torch.cat(probs).numpy(), torch.cat(labels).numpy(), tta)
 
 
+FINAL_CHECKPOINT = "checkpoints/final_dilated"
+
+
+def published_checkpoint(root: str | Path | None = None) -> Path:
+    """Path (without suffix) of the committed final model, downloading it if it is absent.
+
+    In a checkout the files are in ``data/checkpoints``; on Colab, where only the library is
+    installed, they are fetched once from the repository (see ``links.raw_url``).
+
+    Used in lesson 05.
+    """
+    import urllib.request
+
+    from .data import default_data_root
+    from .links import raw_url
+
+    path = Path(root or default_data_root()) / FINAL_CHECKPOINT
+    for suffix in (".json", ".pt"):
+        target = path.with_suffix(suffix)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(target.name + ".part")
+            url = raw_url(f"data/{FINAL_CHECKPOINT}{suffix}")
+            try:
+                urllib.request.urlretrieve(url, tmp)
+            except OSError as err:
+                tmp.unlink(missing_ok=True)
+                raise FileNotFoundError(
+                    f"{target} is missing and could not be downloaded from {url} ({err}); "
+                    "train it with `make train`"
+                ) from None
+            tmp.replace(target)
+    return path
+
+
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Load ``<path>.pt`` (a state_dict, read with ``weights_only=True``) and ``<path>.json``.
 

@@ -185,12 +185,17 @@ class Residual(nn.Module):
         return x + self.body(x)
 
 
-def residual_pair(channels: int, *, separable: bool = False, dropout: float = 0.0) -> Residual:
-    """Two same-size 3x3 conv-BN-ReLU layers wrapped in a skip connection.
+def residual_pair(
+    channels: int, *, separable: bool = False, dilation: int = 1, dropout: float = 0.0
+) -> Residual:
+    """Two same-size 3x3 conv-BN-ReLU layers (optionally dilated) wrapped in a skip connection.
 
     Used in lesson 04.
     """
     block = SeparableConvBNReLU if separable else ConvBNReLU
     return Residual(
-        nn.Sequential(block(channels, channels, dropout=dropout), block(channels, channels))
+        nn.Sequential(
+            block(channels, channels, dilation=dilation, dropout=dropout),
+            block(channels, channels, dilation=dilation),
+        )
     )

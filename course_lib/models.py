@@ -39,12 +39,14 @@ class NetPlan:
     separable: per block, whether its residual convs are depthwise-separable (cheap in
         parameters, used where channels are wide and maps small).
     down_separable: per block, whether its downsampling conv is depthwise-separable.
+    res_dilation: per block, the dilation of its residual convs (padded to keep the size).
     """
 
-    widths: tuple[int, int, int, int] = (32, 48, 128, 128)
+    widths: tuple[int, int, int, int] = (32, 64, 96, 112)
     separable: tuple[bool, bool, bool, bool] = (False, False, True, True)
     down_separable: tuple[bool, bool, bool, bool] = (False, True, True, True)
-    head_width: int = 128
+    res_dilation: tuple[int, int, int, int] = (1, 1, 1, 1)
+    head_width: int = 112
     downsampling: str = "dilated"
     input_size: int = 32
     dropout: float = 0.0
@@ -66,10 +68,13 @@ class FourBlockNet(nn.Module):
         self.prep = ConvBNReLU(3, plan.widths[0])
         outs = (*plan.widths[1:], plan.head_width)
         size = plan.input_size
-        blocks = zip(plan.widths, outs, plan.separable, plan.down_separable, strict=True)
-        for i, (c, c_next, sep, down_sep) in enumerate(blocks):
+        blocks = zip(
+            plan.widths, outs, plan.separable, plan.down_separable, plan.res_dilation, strict=True
+        )
+        for i, (c, c_next, sep, down_sep, dil) in enumerate(blocks):
             block = nn.Sequential()
-            block.add_module("res", residual_pair(c, separable=sep, dropout=plan.dropout))
+            res = residual_pair(c, separable=sep, dilation=dil, dropout=plan.dropout)
+            block.add_module("res", res)
             block.add_module("down", _downsample(plan.downsampling, c, c_next, size, down_sep))
             self.add_module(f"c{i + 1}", block)
             size //= 2

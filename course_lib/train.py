@@ -42,15 +42,15 @@ class TrainConfig:
 
     model: str = "dilated"  # name for models.build_model
     epochs: int = 15
-    batch_size: int = 512  # images per optimizer step
-    lr: float = 0.4  # peak learning rate of the one-cycle schedule, at batch_size
+    batch_size: int = 256  # images per optimizer step
+    lr: float = 0.2  # peak learning rate of the one-cycle schedule, at batch_size
     warmup: float = 0.2  # fraction of all steps spent rising linearly from lr/25 to lr
     momentum: float = 0.9  # Nesterov
     weight_decay: float = 5e-4  # L2 on conv and linear weights only (not BN, not biases)
-    label_smoothing: float = 0.1  # probability mass spread uniformly over the 10 classes
+    label_smoothing: float = 0.05  # probability mass spread uniformly over the 10 classes
     ema_decay: float = 0.0  # per-step EMA of the weights; 0 disables it
     batch_aug: str = "none"  # "none" | "cutout" | "ricap": extra batch-level regulariser
-    cutout_p: float = 0.5  # probability that CoarseDropout punches its 16x16 hole
+    cutout_p: float = 0.25  # probability that CoarseDropout punches its 16x16 hole
     train_size: int = 0  # 0 = all 50,000 training images; else a class-stratified subset
     test_size: int = 0  # 0 = all 10,000 test images
     seed: int = 0

@@ -38,3 +38,17 @@ def test_flip_tta_changes_nothing_for_a_mirror_symmetric_model():
     tta = predict(model, loader, tta=True, device=torch.device("cpu"))
     assert tta.tta and len(tta.labels) == 16
     np.testing.assert_allclose(plain.probs, tta.probs, atol=1e-6)
+
+
+def test_published_checkpoint_fails_clearly_when_absent_and_offline(tmp_path, monkeypatch):
+    import urllib.request
+
+    from course_lib.evaluate import published_checkpoint
+
+    def offline(url, filename):
+        raise OSError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlretrieve", offline)
+    with pytest.raises(FileNotFoundError, match="could not be downloaded.*make train"):
+        published_checkpoint(tmp_path)
+    assert not list(tmp_path.rglob("*.part"))
