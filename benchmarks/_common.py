@@ -13,11 +13,13 @@ import torch
 
 from course_lib.augment import test_transforms, train_transforms
 from course_lib.data import channel_stats, load_cifar10, make_loaders
+from course_lib.train import TrainConfig
 
 RESULTS = Path(__file__).parent / "results"
+BATCH_SIZE = TrainConfig().batch_size  # what `make train` uses
 
 
-def loaders(batch_size: int = 512, num_workers: int = 0, seed: int = 0):
+def loaders(batch_size: int = BATCH_SIZE, num_workers: int = 0, seed: int = 0):
     data = load_cifar10(verbose=False)
     stats = channel_stats(data.x_train)
     mean, std = stats["mean"].tolist(), stats["std"].tolist()

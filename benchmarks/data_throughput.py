@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import argparse
 
-from _common import loaders, median_seconds, save
+from _common import BATCH_SIZE, loaders, median_seconds, save
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs per setting (median)")
-    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     args = parser.parse_args()
 
     result = {}

@@ -6,6 +6,9 @@ Same model, same batches (pre-loaded, so the data pipeline is out of the picture
 process, alternating so that machine noise hits both alike.
 
     python benchmarks/train_throughput.py [--batches 10] [--repeats 3]
+
+Measured on the 2-core CPU machine (torch 2.15, 2 threads), build_model("dilated"), batch 512:
+plain fp32 260 images/s, course_lib 787 images/s: 3.02x (results/train_throughput.json).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import itertools
 
 import torch
 import torch.nn.functional as F
-from _common import loaders, median_seconds, save
+from _common import BATCH_SIZE, loaders, median_seconds, save
 
 from course_lib.device import autocast, default_device, prepare, to_device
 from course_lib.models import build_model
@@ -42,7 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=10, help="batches per timed run")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs; the median is kept")
-    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     args = parser.parse_args()
 
     device = default_device()

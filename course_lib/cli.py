@@ -128,8 +128,17 @@ def _models(_: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .data import DatasetNotFoundError
+    from .train import TrainingDiverged
+
     args = _parser().parse_args(argv)
-    return {"train": _train, "evaluate": _evaluate, "models": _models}[args.command](args)
+    command = {"train": _train, "evaluate": _evaluate, "models": _models}[args.command]
+    try:
+        return command(args)
+    except (DatasetNotFoundError, TrainingDiverged, FileNotFoundError, ValueError) as err:
+        # these errors carry their own explanation and fix; a traceback would bury it
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

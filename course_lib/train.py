@@ -6,7 +6,9 @@ every epoch (``--resume`` continues with the history intact) and a clean stop if
 turns NaN. ``run`` is the whole job behind ``make train`` and lesson 04: data, transforms,
 model, ``fit``, then the published files (a ``state_dict`` and a JSON record).
 
-Measured results live in README.md next to the command that produced them.
+Measured (README.md has the table): ``build_model("dilated")``, these defaults, seed 0,
+15 epochs -> 81.02% test accuracy at the final epoch (81.81% with flip TTA) on CIFAR-10
+(JPEG copy), 15.3 min on a 2-core CPU in bf16. Command: ``make train``.
 
 Used in lessons 04 and 06.
 """

@@ -49,3 +49,20 @@ def test_unknown_option_is_rejected_with_usage(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--learning-rate", "1"])
     assert "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_missing_dataset_prints_the_fix_without_a_traceback(tmp_path, monkeypatch, capsys):
+    from course_lib import data
+
+    def no_download(root):
+        raise data.DatasetNotFoundError(
+            "CIFAR-10 not found ... set CIFAR10_NPZ=/path/to/cifar10.npz"
+        )
+
+    monkeypatch.delenv("CIFAR10_NPZ", raising=False)
+    monkeypatch.setattr(data, "_from_torchvision", no_download)
+    assert (
+        main(["train", "--fast", "--data-root", str(tmp_path), "--out", str(tmp_path / "m")]) == 2
+    )
+    err = capsys.readouterr().err
+    assert err.startswith("error: CIFAR-10 not found") and "Traceback" not in err
