@@ -5,9 +5,10 @@ the loader alone, the training steps on pre-loaded batches, and the test pass.
 
     python benchmarks/epoch_breakdown.py
 
-Measured on the 2-core CPU machine (batch 512): data 11.3 s, forward + backward 64.1 s,
-evaluation 4.8 s (results/epoch_breakdown.json). The parts sum to 80 s, more than the 60-62 s
-epochs that ``make train`` logs at batch 256; that gap is not explained yet.
+Measured on the 2-core CPU machine (batch 256): data 12.2 s, forward + backward 67.6 s,
+evaluation 3.3 s (results/epoch_breakdown.json). The parts sum to 83 s, more than the 60-79 s
+epochs that ``make train`` logs; that gap is not explained yet (this script keeps a whole
+epoch of batches in memory before timing the steps).
 """
 
 from __future__ import annotations

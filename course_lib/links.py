@@ -56,7 +56,14 @@ def install_cell_source() -> str:
         "\n"
         'if "google.colab" in sys.modules:\n'
         "    subprocess.run(\n"
-        f'        [sys.executable, "-m", "pip", "install", "-q", "git+{github_url()}.git"],\n'
+        "        [\n"
+        "            sys.executable,\n"
+        '            "-m",\n'
+        '            "pip",\n'
+        '            "install",\n'
+        '            "-q",\n'
+        f'            "git+{github_url()}.git",\n'
+        "        ],\n"
         "        check=True,\n"
         "    )"
     )
