@@ -95,17 +95,12 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from torch.utils.data import DataLoader
-
-    from .augment import test_transforms
-    from .data import AugmentedDataset, load_cifar10
-    from .evaluate import load_checkpoint, predict
+    from .data import load_cifar10
+    from .evaluate import load_checkpoint, predict, test_loader
 
     model, record = load_checkpoint(args.checkpoint)
     data = load_cifar10(args.data_root)
-    norm = record["normalize"]
-    dataset = AugmentedDataset(data.x_test, data.y_test, test_transforms(norm["mean"], norm["std"]))
-    loader = DataLoader(dataset, batch_size=1000)
+    loader = test_loader(data.x_test, data.y_test, record["normalize"])
     plain, tta = predict(model, loader), predict(model, loader, tta=True)
     print(f"recorded final-epoch test accuracy: {record['final_test_acc']:.2%}")
     print(f"re-measured test accuracy:          {plain.accuracy:.2%}  ({len(plain.labels)} images)")

@@ -145,6 +145,26 @@ def published_checkpoint(root: str | Path | None = None) -> Path:
     return path
 
 
+def test_loader(
+    images: np.ndarray,
+    labels: np.ndarray,
+    normalize: dict[str, list[float]],
+    batch_size: int = 1000,
+) -> DataLoader:
+    """Test images through the test transform with the normalisation a checkpoint recorded.
+
+    Used in lessons 04 and 05.
+    """
+    from .augment import test_transforms
+    from .data import AugmentedDataset
+
+    transform = test_transforms(normalize["mean"], normalize["std"])
+    return DataLoader(AugmentedDataset(images, labels, transform), batch_size=batch_size)
+
+
+test_loader.__test__ = False  # not a pytest test, despite its name
+
+
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Load ``<path>.pt`` (a state_dict, read with ``weights_only=True``) and ``<path>.json``.
 
