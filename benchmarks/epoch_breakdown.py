@@ -5,10 +5,10 @@ the loader alone, the training steps on pre-loaded batches, and the test pass.
 
     python benchmarks/epoch_breakdown.py
 
-Measured on the 2-core CPU machine (batch 256): data 12.2 s, forward + backward 67.6 s,
-evaluation 3.3 s (results/epoch_breakdown.json). The parts sum to 83 s, more than the 60-79 s
-epochs that ``make train`` logs; that gap is not explained yet (this script keeps a whole
-epoch of batches in memory before timing the steps).
+Measured on the 2-core CPU machine (batch 256): data 9.3 s, forward + backward 209.7 s,
+evaluation 8.6 s, 227.6 s in all (results/epoch_breakdown.json), against a median of 232 s
+per epoch in the committed ``make train`` run: the model's arithmetic is 92% of an epoch,
+so a faster CPU epoch has to come from fewer multiply-adds, not from the data pipeline.
 """
 
 from __future__ import annotations

@@ -7,9 +7,10 @@ process, alternating so that machine noise hits both alike.
 
     python benchmarks/train_throughput.py [--batches 10] [--repeats 3]
 
-Measured on the 2-core CPU machine (torch 2.15, 2 threads), build_model("dilated"), batch 256:
-plain fp32 298 images/s, course_lib 825 images/s: 2.77x (results/train_throughput.json;
-an earlier run at batch 512 gave 260 vs 787 images/s, 3.02x).
+Measured on the 2-core CPU machine (torch 2.14, 2 threads), build_model("dilated"), batch 256:
+plain fp32 68 images/s, course_lib 233 images/s: 3.43x (results/train_throughput.json).
+The course's previous final model, with a quarter of the multiply-adds at 2x2, gave 298 vs
+825 images/s (2.77x).
 """
 
 from __future__ import annotations

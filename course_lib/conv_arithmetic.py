@@ -410,7 +410,7 @@ def conv_kind(conv: nn.Module) -> str:
 def conv_layers(model: nn.Module, input_shape: Sequence[int] = (3, 32, 32)) -> list[ConvLayer]:
     """Every conv of ``model`` in the order ``forward`` runs it, with its kind and costs.
 
-    Used in lesson 01.
+    Used in lessons 01 and 02.
     """
     shape = _check_shape(input_shape, "conv_layers")
     rows: list[ConvLayer] = []

@@ -121,27 +121,15 @@ def published_checkpoint(root: str | Path | None = None) -> Path:
 
     Used in lesson 05.
     """
-    import urllib.request
-
     from .data import default_data_root
-    from .links import raw_url
+    from .links import fetch_committed
 
     path = Path(root or default_data_root()) / FINAL_CHECKPOINT
     for suffix in (".json", ".pt"):
-        target = path.with_suffix(suffix)
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(target.name + ".part")
-            url = raw_url(f"data/{FINAL_CHECKPOINT}{suffix}")
-            try:
-                urllib.request.urlretrieve(url, tmp)
-            except OSError as err:
-                tmp.unlink(missing_ok=True)
-                raise FileNotFoundError(
-                    f"{target} is missing and could not be downloaded from {url} ({err}); "
-                    "train it with `make train`"
-                ) from None
-            tmp.replace(target)
+        try:
+            fetch_committed(f"data/{FINAL_CHECKPOINT}{suffix}", path.with_suffix(suffix))
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"{err}; train it with `make train`") from None
     return path
 
 
@@ -173,6 +161,7 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     Used in lesson 05.
     """
     from .models import build_model
+    from .train import plan_record
 
     path = Path(path)
     weights, meta = path.with_suffix(".pt"), path.with_suffix(".json")
@@ -184,5 +173,11 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         )
     record = json.loads(meta.read_text())
     model = build_model(record["config"]["model"])
+    recorded = record.get("plan")
+    if recorded is not None and recorded != plan_record(model):
+        raise ValueError(
+            f"{meta.name} was trained with a different plan of {record['config']['model']!r} "
+            "than the one course_lib builds now; retrain it with `make train`"
+        )
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     return model.eval(), record

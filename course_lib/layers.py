@@ -128,37 +128,32 @@ class SpatialSeparableConv2d(nn.Module):
 
 
 class DilatedDownsample(nn.Sequential):
-    """Halve the map with an unpadded dilated 3x3 conv instead of stride or pooling.
+    """Shrink the map with an unpadded dilated 3x3 conv instead of stride or pooling.
 
     A 3x3 kernel with dilation ``d`` spans ``2d + 1`` pixels, so without padding it trims
-    ``2d`` pixels: ``size -> size - 2d + 2 * padding``. With ``d = size / 4`` the map halves,
-    every output still sees the whole span, and the RF grows by ``2d`` in one layer.
+    ``2d`` pixels: ``size -> size - 2d`` (``size - 2d + 2p`` with padding ``p``), and the
+    receptive field grows by ``2d`` in the same layer. No pixel is skipped, unlike with a
+    stride: every output is computed.
 
     Used in lessons 02 and 04.
     """
 
     def __init__(
-        self, c_in: int, c_out: int, size_in: int, *, separable: bool = False, dropout: float = 0.0
+        self,
+        c_in: int,
+        c_out: int,
+        dilation: int,
+        *,
+        padding: int = 0,
+        separable: bool = False,
+        dropout: float = 0.0,
     ) -> None:
-        dilation, padding = dilation_to_halve(size_in)
+        if padding >= dilation:
+            raise ValueError(f"padding {padding} >= dilation {dilation} would not shrink the map")
         block = SeparableConvBNReLU if separable else ConvBNReLU
         super().__init__(
             *block(c_in, c_out, 3, padding=padding, dilation=dilation, dropout=dropout)
         )
-
-
-def dilation_to_halve(size: int) -> tuple[int, int]:
-    """(dilation, padding) with which a 3x3 conv maps ``size`` to ``size / 2`` at stride 1.
-
-    Solves ``size + 2p - 2d = size / 2`` with the least padding that keeps ``d >= 2``, so that
-    even the 4x4 stage downsamples with a truly dilated kernel (``d=2, p=1``).
-
-    Used in lesson 02.
-    """
-    if size < 4 or size % 4:
-        raise ValueError(f"dilation_to_halve: size must be a multiple of 4, got {size}")
-    padding = max(0, 2 - size // 4)
-    return size // 4 + padding, padding
 
 
 class Transition1x1(nn.Sequential):

@@ -40,6 +40,32 @@ def raw_url(path: str) -> str:
     return f"https://raw.githubusercontent.com/{REPOSITORY}/{BRANCH}/{path}"
 
 
+def fetch_committed(path: str, target: str | Path) -> Path:
+    """``target``, downloaded from the repository's ``path`` first if it is not there yet.
+
+    Lets a lesson on Colab, where only the library is installed, read files committed to the
+    repository (the trained checkpoint, the ablation results). A failed download leaves no
+    partial file and raises ``FileNotFoundError`` naming the address.
+    """
+    import urllib.request
+
+    target = Path(target)
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".part")
+    url = raw_url(path)
+    try:
+        urllib.request.urlretrieve(url, tmp)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise FileNotFoundError(
+            f"{target} is missing and could not be downloaded from {url} ({err})"
+        ) from None
+    tmp.replace(target)
+    return target
+
+
 def badge_markdown(notebook: str) -> str:
     """The Open-in-Colab badge as Markdown, preceded by the marker that ``sync`` looks for."""
     image = "https://colab.research.google.com/assets/colab-badge.svg"

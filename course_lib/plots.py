@@ -673,3 +673,129 @@ def plot_rf_map(erf, rf_size: int | None = None, title: str | None = None) -> Fi
         fig.legend(loc="outside lower center", fontsize=9, frameon=False)
     _suptitle(fig, title)
     return fig
+
+
+# ---------------------------------------------------------------------------- ablations
+
+
+def plot_ablation(rows: Sequence, title: str | None = None, noise: float | None = None) -> Figure:
+    """Test accuracy per variant: the mean over seeds as a bar, each seed as a dot.
+
+    ``rows`` are ``ablations.Summary`` objects (anything with ``label``, ``variant``,
+    ``accs``, ``seconds_per_epoch`` and ``parameters``). The error bar spans min to max over
+    seeds; the label under each bar gives its parameters and CPU seconds per epoch. With
+    ``noise`` (``ablations.noise_floor``), a grey band marks the reference variant's mean
+    (``"final"`` if present, else the last row) plus or minus twice the noise: a bar whose
+    mean falls inside it is no measurable difference from the reference (``ablations.compare``).
+
+    Used in lesson 06.
+    """
+    if not rows:
+        raise ValueError("plot_ablation needs at least one variant")
+    fig = _new_figure(1.6 + 1.5 * len(rows), 3.6 + (0.3 if title else 0))
+    ax = fig.subplots()
+    x = np.arange(len(rows))
+    means = np.array([100 * np.mean(r.accs) for r in rows])
+    lows = means - np.array([100 * min(r.accs) for r in rows])
+    highs = np.array([100 * max(r.accs) for r in rows]) - means
+    ax.bar(x, means, color="C0", alpha=0.75, yerr=(lows, highs), capsize=4, ecolor="0.3")
+    for i, r in enumerate(rows):
+        ax.plot([i] * len(r.accs), [100 * a for a in r.accs], "o", color="C1", ms=4, zorder=3)
+        ax.annotate(
+            f"{means[i]:.1f}%",
+            (i, means[i] + highs[i]),
+            xytext=(0, 4),
+            textcoords="offset points",
+            ha="center",
+            fontsize=9,
+        )
+    if noise is not None:
+        ref = next((i for i, r in enumerate(rows) if r.variant == "final"), len(rows) - 1)
+        # fill_between, not axhspan: a collection, so ax.patches stays one bar per variant
+        ax.fill_between(
+            [-0.5, len(rows) - 0.5],
+            means[ref] - 200 * noise,
+            means[ref] + 200 * noise,
+            color="0.5",
+            alpha=0.25,
+            zorder=2.5,
+            label=f"{rows[ref].label} ± 2x noise floor",
+        )
+        ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    ax.set_xticks(
+        x,
+        [
+            f"{r.label}\n{r.parameters / 1e3:.0f}k params\n{r.seconds_per_epoch:.0f} s/epoch"
+            for r in rows
+        ],
+        fontsize=9,
+    )
+    low = min(min(r.accs) for r in rows) * 100
+    ax.set(
+        xlim=(-0.5, len(rows) - 0.5),
+        ylim=(max(0.0, low - 8), min(100.0, means.max() + highs.max() + 5)),
+        ylabel="test accuracy (%)",
+    )
+    ax.spines[["top", "right"]].set_visible(False)
+    _suptitle(fig, title)
+    return fig
+
+
+def plot_accuracy_vs_compute(experiments: dict[str, Sequence], title: str | None = None) -> Figure:
+    """Accuracy (mean over seeds, min-max bars) against multiply-adds and CPU seconds per epoch.
+
+    ``experiments`` maps an experiment name to its ``ablations.Summary`` rows; each
+    experiment gets its own colour, and each point its variant's label. A variant that
+    several experiments share (the final model) is drawn once, as a black star labelled with
+    its variant name. Left: the compute a design asks for on paper; right: what it costs on
+    the CPU.
+
+    Used in lesson 06.
+    """
+    if not experiments:
+        raise ValueError("plot_accuracy_vs_compute needs at least one experiment")
+    counts: dict[str, int] = {}
+    for rows in experiments.values():
+        for r in rows:
+            counts[r.variant] = counts.get(r.variant, 0) + 1
+    fig = _new_figure(11, 4.5 + (0.3 if title else 0))
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, key, xlabel in (
+        (axes[0], "mult_adds", "multiply-adds per image (millions)"),
+        (axes[1], "seconds_per_epoch", "CPU seconds per epoch"),
+    ):
+        drawn: set[str] = set()
+        for colour, (name, rows) in enumerate(experiments.items()):
+            labelled = False
+            for r in rows:
+                if r.variant in drawn:
+                    continue
+                drawn.add(r.variant)
+                shared = counts[r.variant] > 1
+                x = getattr(r, key) / (1e6 if key == "mult_adds" else 1)
+                mean = 100 * np.mean(r.accs)
+                ax.errorbar(
+                    x,
+                    mean,
+                    yerr=[[mean - 100 * min(r.accs)], [100 * max(r.accs) - mean]],
+                    fmt="*" if shared else "o",
+                    ms=11 if shared else 6,
+                    color="k" if shared else f"C{colour}",
+                    capsize=3,
+                    label="shared by experiments" if shared else (None if labelled else name),
+                )
+                labelled = labelled or not shared
+                ax.annotate(
+                    r.variant if shared else r.label,
+                    (x, mean),
+                    xytext=(6, 3),
+                    textcoords="offset points",
+                    fontsize=8,
+                )
+        ax.set(xlabel=xlabel)
+        ax.grid(alpha=0.3)
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[0].set(ylabel="test accuracy (%)")
+    axes[1].legend(loc="lower right")
+    _suptitle(fig, title)
+    return fig

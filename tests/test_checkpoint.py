@@ -13,6 +13,7 @@ import torch
 
 from course_lib.data import load_cifar10
 from course_lib.models import build_model
+from course_lib.train import plan_record
 from tests.conftest import requires_cifar
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "data" / "checkpoints" / "final_dilated"
@@ -31,14 +32,10 @@ def test_record_is_complete_and_reports_the_final_epoch():
     assert record["parameters"] < 200_000
     assert {"mean", "std"} == set(record["normalize"])
     assert {"torch", "albumentations", "device"} <= set(record["environment"])
+    assert record["plan"] == plan_record(build_model("dilated"))
 
 
 @published
-@pytest.mark.xfail(
-    strict=True,
-    reason="the committed run reaches 81.0% (JPEG copy, 15 epochs); 85% is still open. "
-    "When a run reaches it, this test passes and strict xfail fails: remove the mark.",
-)
 def test_committed_run_reaches_85_percent_at_the_final_epoch():
     record = json.loads(CHECKPOINT.with_suffix(".json").read_text())
     assert record["final_test_acc"] >= 0.85

@@ -207,11 +207,21 @@ def test_census_of_the_final_model_finds_its_depthwise_and_dilated_convs():
     model = build_model("dilated")
     rows = conv_layers(model)
     dilated = [r for r in rows if r.dilation > 1]
-    assert [r.name for r in dilated] == [
+    down = [r for r in dilated if ".down." in r.name]
+    assert [r.name for r in down] == [
         f"c{i}.down.0" + ("" if i == 1 else ".depthwise") for i in (1, 2, 3, 4)
     ]
-    assert [r.dilation for r in dilated] == [8, 4, 2, 2]
-    assert [r.input_shape[1] // r.output_shape[1] for r in dilated] == [2, 2, 2, 2]
+    assert [r.dilation for r in down] == [2, 2, 4, 4]
+    # Unpadded, each trims 2d pixels: 32 -> 28 -> 24 -> 16 -> 8.
+    assert [r.padding for r in down] == [0, 0, 0, 0]
+    assert [(r.input_shape[1], r.output_shape[1]) for r in down] == [
+        (32, 28), (28, 24), (24, 16), (16, 8),
+    ]  # fmt: skip
+    # C4's residual pair is dilated too, padded so that it keeps the 16x16 map.
+    res = [r for r in dilated if ".res." in r.name]
+    assert [(r.name[:2], r.dilation, r.padding) for r in res] == [("c4", 2, 2), ("c4", 2, 2)]
+    assert all(r.input_shape[1] == r.output_shape[1] == 16 for r in res)
+    assert len(dilated) == len(down) + len(res)
     assert sum(r.kind == "depthwise" for r in rows) == sum(r.kind == "pointwise" for r in rows)
     conv_params = sum(count_parameters(m) for m in model.modules() if isinstance(m, nn.Conv2d))
     assert sum(r.params for r in rows) == conv_params

@@ -7,7 +7,6 @@ from course_lib.layers import (
     DepthwiseSeparableConv2d,
     DilatedDownsample,
     SpatialSeparableConv2d,
-    dilation_to_halve,
     residual_pair,
 )
 from course_lib.models import count_parameters
@@ -39,17 +38,13 @@ def test_spatial_separable_equals_full_conv_with_rank_one_kernel():
     torch.testing.assert_close(sep(x), full(x))
 
 
-@pytest.mark.parametrize("size", [32, 16, 8, 4])
-def test_dilated_downsample_halves_the_map_with_dilation_at_least_2(size):
-    down = DilatedDownsample(8, 8, size)
+@pytest.mark.parametrize(("size", "dilation"), [(32, 2), (24, 4), (16, 4), (9, 1)])
+def test_dilated_downsample_trims_two_d_pixels_without_stride(size, dilation):
+    down = DilatedDownsample(8, 8, dilation)
     conv = next(m for m in down.modules() if isinstance(m, nn.Conv2d))
-    assert conv.dilation[0] >= 2 and conv.stride == (1, 1)
-    assert down(torch.randn(1, 8, size, size)).shape[-2:] == (size // 2, size // 2)
-
-
-def test_dilation_to_halve_rejects_sizes_it_cannot_halve():
-    with pytest.raises(ValueError, match="multiple of 4, got 6"):
-        dilation_to_halve(6)
+    assert conv.dilation[0] == dilation and conv.stride == (1, 1) and conv.padding == (0, 0)
+    out = size - 2 * dilation
+    assert down(torch.randn(1, 8, size, size)).shape[-2:] == (out, out)
 
 
 def test_residual_pair_adds_its_input():

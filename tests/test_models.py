@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib.models import MODELS, build_model, count_parameters
+from course_lib.models import MODELS, FourBlockNet, NetPlan, build_model, count_parameters
 from course_lib.receptive_field import receptive_field
 
 
@@ -27,14 +27,40 @@ def test_dilated_model_obeys_every_rule_of_the_assignment():
     assert isinstance(model.gap, nn.AdaptiveAvgPool2d) and model.gap.output_size in (1, (1, 1))
 
 
-def test_dilated_model_blocks_halve_the_map_32_16_8_4_2():
-    model = build_model("dilated").eval()
+def block_sizes(model):
+    """Side of the map after C1, C2, C3 and C4."""
     x = model.prep(torch.randn(1, 3, 32, 32))
     sizes = []
     for block in (model.c1, model.c2, model.c3, model.c4):
         x = block(x)
         sizes.append(x.shape[-1])
-    assert sizes == [16, 8, 4, 2]
+    return sizes
+
+
+def test_dilated_model_trims_the_map_32_28_24_16_8_and_sees_47_pixels():
+    model = build_model("dilated").eval()
+    assert block_sizes(model) == [28, 24, 16, 8]
+    assert receptive_field(model, (3, 32, 32)) == 47
+
+
+def test_old_halving_plan_is_one_netplan_away_with_the_same_parameters():
+    # The plan the course used before: dilations 8, 4, 2 unpadded, then 2 with padding 1.
+    halving = FourBlockNet(
+        NetPlan(down_dilation=(8, 4, 2, 2), down_padding=(0, 0, 0, 1), res_dilation=(1, 1, 1, 1))
+    ).eval()
+    assert block_sizes(halving) == [16, 8, 4, 2]
+    assert receptive_field(halving, (3, 32, 32)) == 51
+    assert count_parameters(halving) == count_parameters(build_model("dilated"))
+
+
+@pytest.mark.parametrize("name", ["strided", "maxpool"])
+def test_strided_and_maxpool_variants_halve_the_map_32_16_8_4_2(name):
+    assert block_sizes(build_model(name).eval()) == [16, 8, 4, 2]
+
+
+def test_plan_that_trims_the_map_to_nothing_names_the_block():
+    with pytest.raises(ValueError, match="shrinks the 32px input to nothing in C3"):
+        FourBlockNet(NetPlan(down_dilation=(4, 4, 8, 2)))
 
 
 def test_strided_and_maxpool_variants_downsample_the_way_their_names_say():

@@ -199,3 +199,22 @@ def test_run_writes_a_weights_only_state_dict_and_a_json_record(synthetic_npz, t
     torch.load(tmp_path / "model.pt", weights_only=True)
     model, meta = load_checkpoint(tmp_path / "model")
     assert meta["final_test_acc"] == saved["history"][-1]["test_acc"]
+    assert saved["plan"]["down_dilation"] == [2, 2, 4, 4]
+
+
+def test_load_checkpoint_refuses_weights_of_another_plan_with_the_same_shapes(
+    synthetic_npz, tmp_path
+):
+    run(
+        TrainConfig(epochs=1, batch_size=64, num_workers=0),
+        tmp_path / "model",
+        data_root=tmp_path / "cache",
+        progress=False,
+        device=CPU,
+    )
+    meta = tmp_path / "model.json"
+    record = json.loads(meta.read_text())
+    record["plan"]["down_dilation"] = [8, 4, 2, 2]
+    meta.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="different plan of 'dilated'.*make train"):
+        load_checkpoint(tmp_path / "model")
