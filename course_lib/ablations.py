@@ -106,7 +106,7 @@ class Schedule:
     seeds: tuple[int, ...] = (0, 1)
 
 
-FULL_SCHEDULE = Schedule(epochs=4, train_size=0, test_size=0, seeds=(0, 1))
+FULL_SCHEDULE = Schedule()
 FAST_SCHEDULE = Schedule(epochs=1, train_size=500, test_size=200, seeds=(0,))
 
 

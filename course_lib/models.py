@@ -75,6 +75,7 @@ class FourBlockNet(nn.Module):
         self.prep = ConvBNReLU(3, plan.widths[0])
         outs = (*plan.widths[1:], plan.head_width)
         size = plan.input_size
+        dilated = plan.downsampling == "dilated"
         blocks = zip(
             plan.widths,
             outs,
@@ -92,7 +93,6 @@ class FourBlockNet(nn.Module):
             down = _downsample(plan.downsampling, c, c_next, down_dil, down_pad, down_sep)
             block.add_module("down", down)
             self.add_module(f"c{i + 1}", block)
-            dilated = plan.downsampling == "dilated"
             size = size - 2 * (down_dil - down_pad) if dilated else size // 2
             if size < 1:
                 raise ValueError(
