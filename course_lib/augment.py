@@ -69,6 +69,49 @@ def _check_mean_std(mean: Sequence[float], std: Sequence[float]) -> tuple[np.nda
     return mean_arr, std_arr
 
 
+def check_image(image) -> None:
+    """Refuse anything but a uint8 RGB image (H, W, 3) of at least 32x32, saying what was given.
+
+    albumentations accepts much more and silently gets it wrong: a 0-1 float image comes
+    out nearly black after Normalize(max_pixel_value=255), channel-first or RGBA arrays come
+    out with the wrong shape, and an 8x8 image cannot hold the 16x16 hole.
+    """
+    expected = "a uint8 RGB image (H, W, 3) of at least 32x32"
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"expected {expected}, got {type(image).__name__}")
+    shape = tuple(image.shape)
+    if image.dtype != np.uint8:
+        values = f" with values {image.min():.3g} to {image.max():.3g}" if image.size else ""
+        hint = (
+            "; scale 0-1 floats by 255 and cast to uint8" if image.size and image.max() <= 1 else ""
+        )
+        raise ValueError(f"expected {expected}, got {image.dtype} {shape}{values}{hint}")
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
+        raise ValueError(f"expected {expected}, got a grayscale {shape}; repeat it to 3 channels")
+    if image.ndim == 3 and image.shape[0] in (1, 3, 4) and image.shape[2] not in (3, 4):
+        raise ValueError(
+            f"expected {expected}, got channel-first {shape}; use image.transpose(1, 2, 0)"
+        )
+    if image.ndim == 3 and image.shape[2] == 4:
+        raise ValueError(f"expected {expected}, got 4 channels {shape} (RGBA?); use image[..., :3]")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected {expected}, got shape {shape}")
+    if min(shape[:2]) < 32:
+        raise ValueError(
+            f"expected {expected}, got {shape[0]}x{shape[1]}: too small for the 16x16 hole"
+        )
+
+
+class CheckedCompose(A.Compose):
+    """``A.Compose`` that runs ``check_image`` on its input first: the pipelines this module
+    returns reject what albumentations would silently corrupt."""
+
+    def __call__(self, *args, force_apply: bool = False, **data):
+        if "image" in data:
+            check_image(data["image"])
+        return super().__call__(*args, force_apply=force_apply, **data)
+
+
 def hole_fill(mean: Sequence[float]) -> tuple[int, int, int]:
     """The CoarseDropout fill for uint8 images: round(mean * 255) per channel.
 
@@ -87,7 +130,7 @@ def coarse_dropout_only(
 
     Used in lesson 03.
     """
-    return A.Compose([_coarse_dropout(mean, cfg, p=1.0)], seed=seed)
+    return CheckedCompose([_coarse_dropout(mean, cfg, p=1.0)], seed=seed)
 
 
 def _coarse_dropout(mean: Sequence[float], cfg: AugmentConfig, p: float) -> A.CoarseDropout:
@@ -148,7 +191,7 @@ def train_transforms(
     worker would repeat the same augmentations. Used in lessons 03 and 04.
     """
     mean_arr, std_arr = _check_mean_std(mean, std)
-    pipeline = A.Compose(
+    pipeline = CheckedCompose(
         [
             A.HorizontalFlip(p=cfg.flip_p),
             # ShiftScaleRotate as the Affine it is in 2.x, with the 1.x border (reflect-101)
@@ -181,10 +224,9 @@ def apply_to_images(
             f"transform must be an albumentations transform or Compose, got {type(transform).__name__}."
         )
     x = np.asarray(images)
-    if x.dtype != np.uint8 or x.ndim != 4 or len(x) == 0:
-        raise ValueError(
-            f"images must be a non-empty uint8 batch (N, H, W, C), got {x.dtype} of shape {x.shape}."
-        )
+    if x.ndim != 4 or len(x) == 0:
+        raise ValueError(f"images must be a non-empty batch (N, H, W, 3), got shape {x.shape}.")
+    check_image(x[0])  # one array: its first image has the dtype and shape of all
     transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
     return np.stack([np.asarray(transform(image=img)["image"]) for img in x])
 
@@ -195,7 +237,7 @@ def test_transforms(mean: Sequence[float], std: Sequence[float]) -> A.Compose:
     Used in lessons 03 and 04.
     """
     mean_arr, std_arr = _check_mean_std(mean, std)
-    return A.Compose(
+    return CheckedCompose(
         [
             A.Normalize(mean=tuple(mean_arr), std=tuple(std_arr), max_pixel_value=255.0),
             ToTensorV2(),

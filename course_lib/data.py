@@ -12,6 +12,7 @@ import random
 import shutil
 import tempfile
 import warnings
+import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -79,6 +80,10 @@ def load_cifar10(root: str | Path | None = None, verbose: bool = True) -> Cifar1
     stable). Raises ``DatasetNotFoundError`` when every source fails. Used in lesson 03.
     """
     root = Path(root) if root is not None else default_data_root()
+    if root.exists() and not root.is_dir():
+        raise DatasetNotFoundError(
+            f"the data folder '{root}' is a file; pass a folder (--data-root)"
+        )
     cache = root / CACHE_NAME
     env_path = os.environ.get(ENV_VAR)
 
@@ -113,6 +118,12 @@ def load_cifar10(root: str | Path | None = None, verbose: bool = True) -> Cifar1
 
 
 def _read_npz(path: Path, origin: str) -> Cifar10:
+    if not zipfile.is_zipfile(path):
+        what = "an empty file" if path.stat().st_size == 0 else "not an .npz archive"
+        raise ValueError(
+            f"Could not read {origin}: it is {what}; expected np.savez output with keys "
+            f"{', '.join(_ARRAY_KEYS)}, classes."
+        )
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {key: f[key] for key in f.files}
@@ -303,17 +314,21 @@ def _seed_worker(worker_id: int) -> None:
         dataset.reseed(info.seed)
 
 
-def subset(data: Cifar10, n_train: int, n_test: int, seed: int = 0) -> Cifar10:
+def subset(data: Cifar10, n_train: int | None, n_test: int | None, seed: int = 0) -> Cifar10:
     """A random subset with each class in the proportion it has in the full split.
 
-    For the notebooks' fast mode. Used in lessons 03, 04 and 05.
+    ``None`` keeps a split whole (without copying it). For the notebooks' fast mode and
+    ``evaluate --test-size``. Used in lessons 03, 04 and 05.
     """
     rng = np.random.default_rng(seed)
-    train = _stratified(data.y_train, n_train, rng, "n_train")
-    test = _stratified(data.y_test, n_test, rng, "n_test")
-    return Cifar10(
-        data.x_train[train], data.y_train[train], data.x_test[test], data.y_test[test], data.classes
-    )
+    x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
+    if n_train is not None:
+        train = _stratified(y_train, n_train, rng, "n_train")
+        x_train, y_train = x_train[train], y_train[train]
+    if n_test is not None:
+        test = _stratified(y_test, n_test, rng, "n_test")
+        x_test, y_test = x_test[test], y_test[test]
+    return Cifar10(x_train, y_train, x_test, y_test, data.classes)
 
 
 def _stratified(y: np.ndarray, n: int, rng: np.random.Generator, name: str) -> np.ndarray:
@@ -366,18 +381,15 @@ def make_loaders(
     """Train and test DataLoaders over ``AugmentedDataset``.
 
     The train loader shuffles with a generator seeded by ``seed`` and keeps the last short
-    batch; each worker reseeds the pipeline from that generator, so runs repeat. ``num_workers``
+    batch; each worker reseeds the pipeline from that generator, so runs repeat. Its workers
+    are started afresh every epoch (not persistent), so that ``train.fit``, which reseeds the
+    generator per epoch, gets the same augmentations in a resumed run as in an unbroken one. ``num_workers``
     defaults to ``default_num_workers`` for the available device. Used in lessons 04 and 05.
     """
     cuda = torch.cuda.is_available()
     if num_workers is None:
         num_workers = default_num_workers("cuda" if cuda else "cpu")
-    common = {
-        "num_workers": num_workers,
-        "pin_memory": cuda,
-        "persistent_workers": num_workers > 0,
-        "worker_init_fn": _seed_worker,
-    }
+    common = {"num_workers": num_workers, "pin_memory": cuda, "worker_init_fn": _seed_worker}
     train = DataLoader(
         AugmentedDataset(data.x_train, data.y_train, train_transform),
         batch_size=batch_size,
@@ -390,6 +402,7 @@ def make_loaders(
         AugmentedDataset(data.x_test, data.y_test, test_transform),
         batch_size=test_batch_size or batch_size,
         shuffle=False,
+        persistent_workers=num_workers > 0,
         **common,
     )
     return train, test

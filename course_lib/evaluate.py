@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from .device import autocast, default_device, prepare, to_device
 
@@ -91,16 +92,20 @@ def predict(
     *,
     tta: bool = False,
     device: torch.device | None = None,
+    progress: bool = False,
 ) -> Evaluation:
     """Softmax outputs of ``model`` on every batch of ``loader`` (flip TTA if ``tta``).
 
+    ``progress`` shows a bar per batch (the CLI's ``evaluate`` takes minutes on a CPU).
     Used in lessons 04 and 05.
     """
     device = device or default_device()
     model = prepare(model, device).eval()
     probs, labels = [], []
+    desc = "flip TTA" if tta else "test images"
+    batches = tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False)
     with torch.inference_mode(), autocast(device):
-        for x, y in loader:
+        for x, y in batches:
             x = to_device(x, device)
             p = model(x).float().softmax(1)
             if tta:
@@ -127,7 +132,7 @@ def published_checkpoint(root: str | Path | None = None) -> Path:
     path = Path(root or default_data_root()) / FINAL_CHECKPOINT
     for suffix in (".json", ".pt"):
         try:
-            fetch_committed(f"data/{FINAL_CHECKPOINT}{suffix}", path.with_suffix(suffix))
+            fetch_committed(f"data/{FINAL_CHECKPOINT}{suffix}", Path(f"{path}{suffix}"))
         except FileNotFoundError as err:
             raise FileNotFoundError(f"{err}; train it with `make train`") from None
     return path
@@ -156,28 +161,49 @@ test_loader.__test__ = False  # not a pytest test, despite its name
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Load ``<path>.pt`` (a state_dict, read with ``weights_only=True``) and ``<path>.json``.
 
+    ``path`` is the trainer's ``--out`` (or the path of one of the two files).
     Returns the model, built by ``build_model`` from the recorded config, and the record.
+    Every way a checkpoint can be wrong raises one line that names the file.
 
     Used in lesson 05.
     """
     from .models import build_model
-    from .train import plan_record
+    from .train import output_files, plan_record, read_state
 
-    path = Path(path)
-    weights, meta = path.with_suffix(".pt"), path.with_suffix(".json")
+    path = str(path)
+    if path.endswith((".pt", ".json")) and Path(path).is_file():
+        path = path.rsplit(".", 1)[0]  # named one of the two files instead of their stem
+    files = output_files(path)
+    weights, meta = files["weights"], files["record"]
     missing = [p.name for p in (weights, meta) if not p.exists()]
     if missing:
         raise FileNotFoundError(
-            f"checkpoint incomplete: {', '.join(missing)} not found in {path.parent}; "
+            f"checkpoint incomplete: {', '.join(missing)} not found in '{weights.parent}'; "
             "train one with `make train` (or `python -m course_lib train`)"
         )
-    record = json.loads(meta.read_text())
-    model = build_model(record["config"]["model"])
+    try:
+        record = json.loads(meta.read_text())
+        name, normalize = record["config"]["model"], record["normalize"]
+        if len(normalize["mean"]) != 3 or len(normalize["std"]) != 3:
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(
+            f"'{meta}' is not a training record of course_lib (it needs config.model and "
+            "normalize.mean/std with 3 values each); use the .json that `train` wrote"
+        ) from None
+    model = build_model(name)
     recorded = record.get("plan")
     if recorded is not None and recorded != plan_record(model):
         raise ValueError(
-            f"{meta.name} was trained with a different plan of {record['config']['model']!r} "
+            f"{meta.name} was trained with a different plan of {name!r} "
             "than the one course_lib builds now; retrain it with `make train`"
         )
-    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    state = read_state(weights)
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError):
+        raise ValueError(
+            f"'{weights}' does not hold weights of build_model({name!r}); "
+            "use the .pt written together with its .json"
+        ) from None
     return model.eval(), record

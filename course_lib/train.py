@@ -35,7 +35,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .device import autocast, default_device, prepare, to_device
+from .device import autocast, default_device, grad_scaler, prepare, to_device
 
 if TYPE_CHECKING:
     from .augment import AugmentConfig
@@ -82,6 +82,9 @@ class TrainConfig:
             "ema_decay": 0 <= self.ema_decay < 1,
             "batch_aug": self.batch_aug in ("none", "cutout", "ricap"),
             "cutout_p": 0 <= self.cutout_p <= 1,
+            "train_size": self.train_size >= 0,
+            "test_size": self.test_size >= 0,
+            "seed": self.seed >= 0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -179,6 +182,64 @@ def _save_atomic(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def read_state(path: str | Path, what: str = "weights") -> Any:
+    """``torch.load(path, weights_only=True)`` with a one-line error for a bad file.
+
+    ``weights_only=True`` unpickles tensors and plain values only, so a planted or damaged
+    file cannot run code. Used by ``fit`` (resume) and ``evaluate.load_checkpoint``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file '{path}' not found")
+    if path.stat().st_size == 0:
+        raise ValueError(f"cannot read {what} from '{path}': the file is empty")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # torch's own message advises weights_only=False: never pass that on
+        raise ValueError(
+            f"cannot read {what} from '{path}': not a tensor file that course_lib wrote "
+            "(it is damaged, or holds objects other than tensors and plain values)"
+        ) from None
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's shuffle and augmentation, a function of (seed, epoch) alone.
+
+    Reseeding every random stream at the start of each epoch is what makes resuming exact:
+    a run resumed after epoch k draws the same batches as one that never stopped.
+    """
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def _seed_epoch(loader: Any, generator: torch.Generator, seed: int, epoch: int) -> None:
+    s = epoch_seed(seed, epoch)
+    torch.manual_seed(s)  # anything that draws from the global stream (dropout, a plain loader)
+    generator.manual_seed(s)  # batch-level CutOut / RICAP
+    if getattr(loader, "generator", None) is not None:
+        # the shuffle order, and the base seed from which each epoch's workers reseed
+        loader.generator.manual_seed(s)
+    if getattr(loader, "num_workers", 1) == 0 and hasattr(loader.dataset, "reseed"):
+        loader.dataset.reseed(s)  # the albumentations stream, when the main process loads
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during ``fit``; the message says which epoch is saved."""
+
+
+def _check_resume_config(saved: dict[str, Any], cfg: TrainConfig, ckpt: Path) -> None:
+    now = dataclasses.asdict(cfg)
+    changed = [
+        f"{k} {saved.get(k)!r} -> {now.get(k)!r}"
+        for k in sorted(set(saved) | set(now))
+        if saved.get(k) != now.get(k)
+    ]
+    if changed:
+        raise ValueError(
+            f"cannot resume from '{ckpt}': it was written with other options "
+            f"({', '.join(changed)}); pass the same options, or --no-resume to start afresh"
+        )
+
+
 def fit(
     model: nn.Module,
     train_loader: DataLoader,
@@ -192,10 +253,13 @@ def fit(
 ) -> FitResult:
     """Train ``model`` for ``cfg.epochs`` and test it after every epoch.
 
-    ``checkpoint`` is the path of the resumable state (model, optimizer, EMA, RNG, history),
-    rewritten atomically after every epoch; with ``resume=True`` an existing one is continued.
-    If a loss becomes NaN or infinite, training stops with ``TrainingDiverged`` and the
-    checkpoint of the last finished epoch is left untouched.
+    ``checkpoint`` is the path of the resumable state (model, optimizer, schedule, EMA,
+    history: tensors and plain values only), rewritten atomically after every epoch; with
+    ``resume=True`` an existing one is continued. Every random stream is reseeded from
+    ``(cfg.seed, epoch)`` at the start of each epoch, so a resumed run ends bit-identical to
+    an uninterrupted one (on CPU). A NaN or infinite loss stops training with
+    ``TrainingDiverged``, Ctrl-C with ``TrainingInterrupted``; either way the checkpoint of
+    the last finished epoch is left untouched.
 
     Used in lessons 04 and 06.
     """
@@ -205,107 +269,127 @@ def fit(
     opt = make_optimizer(model, cfg)
     total_steps = cfg.epochs * len(train_loader)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: one_cycle(s, total_steps, cfg.warmup))
+    scaler = grad_scaler(device)
     ema = (
         AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
         if cfg.ema_decay > 0
         else None
     )
-    generator = torch.Generator().manual_seed(cfg.seed)
+    generator = torch.Generator()
     train_step = _batch_regulariser(cfg, generator)
     history: list[dict[str, float]] = []
-    start_epoch = 0
     ckpt = Path(checkpoint) if checkpoint else None
     if ckpt and resume and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
-        if state["config"] != dataclasses.asdict(cfg):
-            raise ValueError(
-                f"cannot resume from {ckpt.name}: it was written with a different config; "
-                "delete it or pass the same options"
-            )
+        state = read_state(ckpt, "resume state")
+        if not isinstance(state, dict) or "config" not in state:
+            raise ValueError(f"cannot resume from '{ckpt}': not a course_lib resume file")
+        _check_resume_config(state["config"], cfg, ckpt)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
         if ema is not None:
             ema.load_state_dict(state["ema"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
         history = state["history"]
-        start_epoch = len(history)
         if progress:
-            tqdm.write(f"resumed after epoch {start_epoch} of {cfg.epochs}")
+            tqdm.write(f"resumed after epoch {len(history)} of {cfg.epochs}")
 
     t_start = time.perf_counter() - sum(h["seconds"] for h in history)
-    for epoch in range(start_epoch, cfg.epochs):
-        t0 = time.perf_counter()
-        model.train()
-        loss_sum, correct, seen = 0.0, 0, 0
-        bar = tqdm(
-            train_loader,
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            disable=not progress,
-            leave=False,
-            unit="batch",
-        )
-        for x, y in bar:
-            x, y = to_device(x, device), y.to(device)
-            with autocast(device):
-                loss, logits = train_step(model, x, y)
-            if not math.isfinite(loss.item()):
-                bar.close()
-                raise TrainingDiverged(
-                    f"loss became {loss.item()} in epoch {epoch + 1}; stopped. "
-                    + (
-                        f"The checkpoint of epoch {epoch} is kept at {ckpt}. "
-                        if ckpt and ckpt.exists()
-                        else ""
-                    )
-                    + f"Try a lower learning rate than lr={cfg.lr}."
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            loss_sum += loss.item() * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
-            seen += len(y)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
-        eval_model = ema.module if ema is not None else model
-        test_loss, test_acc = evaluate_loss_acc(eval_model, test_loader, device)
-        row = {
-            "epoch": epoch + 1,
-            "train_loss": loss_sum / seen,
-            "train_acc": correct / seen,
-            "test_loss": test_loss,
-            "test_acc": test_acc,
-            "lr": opt.param_groups[0]["lr"],
-            "seconds": time.perf_counter() - t0,
-        }
-        history.append(row)
-        if progress:
-            tqdm.write(
-                f"epoch {row['epoch']:>2}/{cfg.epochs}  train loss {row['train_loss']:.3f} "
-                f"acc {row['train_acc']:.2%}  |  test loss {test_loss:.3f} acc {test_acc:.2%}"
-                f"  |  {row['seconds']:.0f}s"
+    try:
+        for epoch in range(len(history), cfg.epochs):
+            _seed_epoch(train_loader, generator, cfg.seed, epoch)
+            row = _train_epoch(
+                model,
+                train_loader,
+                cfg,
+                device,
+                epoch,
+                opt,
+                sched,
+                scaler,
+                ema,
+                train_step,
+                progress,
             )
-        if ckpt:
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            _save_atomic(
-                {
+            eval_model = ema.module if ema is not None else model
+            row["test_loss"], row["test_acc"] = evaluate_loss_acc(eval_model, test_loader, device)
+            row["seconds"] = time.perf_counter() - row.pop("start")
+            history.append(row)
+            if progress:
+                tqdm.write(
+                    f"epoch {row['epoch']:>2}/{cfg.epochs}  train loss {row['train_loss']:.3f} "
+                    f"acc {row['train_acc']:.2%}  |  test loss {row['test_loss']:.3f} "
+                    f"acc {row['test_acc']:.2%}  |  {row['seconds']:.0f}s"
+                )
+            if ckpt:
+                state = {
                     "config": dataclasses.asdict(cfg),
                     "model": model.state_dict(),
                     "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(),
+                    "scaler": scaler.state_dict(),
                     "ema": ema.state_dict() if ema is not None else None,
-                    "generator": generator.get_state(),
-                    "torch_rng": torch.get_rng_state(),
                     "history": history,
-                },
-                ckpt,
-            )
+                }
+                _save_atomic(state, ckpt)
+    except TrainingDiverged as err:
+        kept = (
+            f" The checkpoint of epoch {len(history)} is kept at {ckpt}."
+            if ckpt and history
+            else ""
+        )
+        raise TrainingDiverged(f"{err}{kept} Try a lower learning rate than lr={cfg.lr}.") from None
+    except KeyboardInterrupt:
+        done = len(history)
+        saved = (
+            f"{'epoch 1 is' if done == 1 else f'epochs 1-{done} are'} saved in '{ckpt}'"
+            if ckpt and done
+            else "no epoch had finished, so nothing was saved"
+        )
+        raise TrainingInterrupted(
+            f"interrupted in epoch {len(history) + 1} of {cfg.epochs}; {saved}"
+        ) from None
     final = ema.module if ema is not None else model
     return FitResult(model=final, history=history, seconds=time.perf_counter() - t_start)
+
+
+def _train_epoch(model, loader, cfg, device, epoch, opt, sched, scaler, ema, train_step, progress):
+    """One pass over ``loader``; returns the epoch's row of the history (without test columns)."""
+    start = time.perf_counter()
+    model.train()
+    loss_sum, correct, seen = 0.0, 0, 0
+    bar = tqdm(
+        loader,
+        desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        disable=not progress,
+        leave=False,
+        unit="batch",
+    )
+    for x, y in bar:
+        x, y = to_device(x, device), y.to(device)
+        with autocast(device):
+            loss, logits = train_step(model, x, y)
+        if not math.isfinite(loss.item()):
+            bar.close()
+            raise TrainingDiverged(f"loss became {loss.item()} in epoch {epoch + 1}; stopped.")
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()  # fp16 only: scaled so small gradients do not underflow
+        scaler.step(opt)
+        scaler.update()
+        sched.step()
+        if ema is not None:
+            ema.update_parameters(model)
+        loss_sum += loss.item() * len(y)
+        correct += (logits.argmax(1) == y).sum().item()
+        seen += len(y)
+        bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+    return {
+        "epoch": epoch + 1,
+        "train_loss": loss_sum / seen,
+        "train_acc": correct / seen,
+        "lr": opt.param_groups[0]["lr"],
+        "start": start,
+    }
 
 
 def environment_info(device: torch.device) -> dict[str, Any]:
@@ -347,6 +431,13 @@ def training_loaders(
     from .augment import test_transforms, train_transforms
     from .data import channel_stats, make_loaders, subset
 
+    for name, n, have in (
+        ("train_size", cfg.train_size, len(data.y_train)),
+        ("test_size", cfg.test_size, len(data.y_test)),
+    ):
+        if n > have:
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"{flag} {n} is more than the {have:,} images there are (0 = all)")
     if cfg.train_size or cfg.test_size:
         data = subset(
             data, cfg.train_size or len(data.y_train), cfg.test_size or len(data.y_test), cfg.seed
@@ -364,10 +455,72 @@ def training_loaders(
     return train_loader, test_loader, {"mean": mean, "std": std}
 
 
+def default_out(cfg: TrainConfig) -> Path:
+    """Where a run writes when no ``out`` is given: ``runs/<model>_seed<seed>`` (git-ignored).
+
+    Used in lesson 04 and by the CLI.
+    """
+    from .data import default_data_root
+
+    return default_data_root().parent / "runs" / f"{cfg.model}_seed{cfg.seed}"
+
+
+def published_out(model: str) -> Path:
+    """The course's published checkpoint of ``model`` (tracked in git), without suffix."""
+    from .data import default_data_root
+
+    return default_data_root() / "checkpoints" / f"final_{model}"
+
+
+def output_files(out: str | Path) -> dict[str, Path]:
+    """``<out>.pt``, ``<out>.json`` and ``<out>.resume.pt``: the names exactly, dots and all."""
+    return {kind: Path(f"{out}{suffix}") for kind, suffix in OUTPUT_SUFFIXES.items()}
+
+
+OUTPUT_SUFFIXES = {"weights": ".pt", "record": ".json", "resume": ".resume.pt"}
+
+
+def check_output(out: str | Path, publish: bool = False) -> dict[str, Path]:
+    """Make sure a run can write ``out`` before it trains; returns ``output_files(out)``.
+
+    Refuses, with one line each: an ``out`` that is a folder or lies under a file, a folder
+    that cannot be written, and, unless ``publish``, replacing the files of the published
+    checkpoints folder (``data/checkpoints``), which lessons and tests read.
+    """
+    from .data import default_data_root
+
+    out = Path(out)
+    if out.is_dir() or str(out).endswith(("/", "\\")):
+        raise ValueError(
+            f"--out '{out}' is a folder; give a file name without suffix, e.g. {out / 'run'}"
+        )
+    blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise ValueError(f"cannot write '{out}.pt': '{blocker}' is a file, not a folder")
+    files = output_files(out)
+    published = (default_data_root() / "checkpoints").resolve()
+    taken = [f for f in (files["weights"], files["record"]) if f.exists()]
+    if taken and not publish and out.parent.resolve() == published:
+        raise ValueError(
+            f"'{taken[0]}' is a published result of this course; choose another --out, "
+            "or pass --publish to replace it"
+        )
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe = Path(f"{out}.write-test.tmp")
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"cannot write '{out}.pt': {err.strerror or err}") from None
+    return files
+
+
 def run(
     cfg: TrainConfig,
-    out: str | Path = "data/checkpoints/final_dilated",
+    out: str | Path | None = None,
     *,
+    model: nn.Module | None = None,
+    publish: bool = False,
     data_root: str | Path | None = None,
     resume: bool = True,
     progress: bool = True,
@@ -375,9 +528,11 @@ def run(
 ) -> dict[str, Any]:
     """The whole training job: returns the JSON record it writes next to the weights.
 
-    Writes ``<out>.pt`` (the final ``state_dict``, loadable with ``weights_only=True`` into
-    ``build_model(cfg.model)``), ``<out>.json`` (history, config, seed, normalisation,
-    device, versions, wall seconds) and, while training, ``<out>.resume.pt``.
+    Writes ``<out>.pt`` (the final ``state_dict``, loadable with ``weights_only=True``),
+    ``<out>.json`` (history, config, seed, normalisation, device, versions, wall seconds)
+    and, while training, ``<out>.resume.pt``. ``out`` defaults to ``default_out(cfg)``;
+    the published checkpoints are replaced only with ``publish=True``. ``model`` defaults
+    to ``build_model(cfg.model)``, built right after seeding.
 
     Used in lesson 04.
     """
@@ -386,20 +541,19 @@ def run(
     from .models import build_model, count_parameters
 
     cfg.validate()
+    files = check_output(out if out is not None else default_out(cfg), publish)
     device = device or default_device()
     seed_everything(cfg.seed)
+    model = model if model is not None else build_model(cfg.model)  # before the slow data load
     aug = AugmentConfig(cutout_p=cfg.cutout_p)
     train_loader, test_loader, normalize = training_loaders(cfg, load_cifar10(data_root), aug)
-    model = build_model(cfg.model)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     result = fit(
         model,
         train_loader,
         test_loader,
         cfg,
         device=device,
-        checkpoint=out.with_suffix(".resume.pt"),
+        checkpoint=files["resume"],
         resume=resume,
         progress=progress,
     )
@@ -417,11 +571,11 @@ def run(
         "dataset": "CIFAR-10 (JPEG copy)" if os.environ.get("CIFAR10_NPZ") else "CIFAR-10",
     }
     state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
-    _save_atomic(state, out.with_suffix(".pt"))
-    tmp = out.with_suffix(".json.tmp")
+    _save_atomic(state, files["weights"])
+    tmp = Path(f"{files['record']}.tmp")
     tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, out.with_suffix(".json"))
-    out.with_suffix(".resume.pt").unlink(missing_ok=True)
+    os.replace(tmp, files["record"])
+    files["resume"].unlink(missing_ok=True)
     return record
 
 

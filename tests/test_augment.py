@@ -218,8 +218,8 @@ def test_apply_to_images_repeats_with_a_seed_and_draws_per_image():
 def test_apply_to_images_refuses_a_non_transform_and_float_images_with_a_message():
     with pytest.raises(ValueError, match="must be an albumentations transform or Compose, got"):
         apply_to_images(lambda image: {"image": image}, np.zeros((1, 8, 8, 3), np.uint8))
-    with pytest.raises(ValueError, match=r"non-empty uint8 batch \(N, H, W, C\), got float64"):
-        apply_to_images(A.HorizontalFlip(p=1.0), np.zeros((1, 8, 8, 3)))
+    with pytest.raises(ValueError, match=r"uint8 RGB image \(H, W, 3\).*got float64"):
+        apply_to_images(A.HorizontalFlip(p=1.0), np.zeros((1, 32, 32, 3)))
 
 
 def test_train_pipeline_builds_without_warnings():
@@ -371,3 +371,36 @@ def test_ricap_bad_inputs_are_refused_with_a_message():
         ricap_batch(torch.zeros(2, 3, 8, 8), torch.zeros(2, dtype=torch.long), beta=0)
     with pytest.raises(ValueError, match=r"labels4 must be \(N, 4\) and weights \(4,\)"):
         ricap_loss(torch.zeros(2, 10), torch.zeros(2, dtype=torch.long), torch.ones(4))
+
+
+RGB = np.full((32, 32, 3), 128, np.uint8)
+BAD_IMAGES = {
+    "float 0-1": (RGB / 255.0, r"got float64 \(32, 32, 3\) with values 0.502 to 0.502; scale 0-1"),
+    "grayscale": (RGB[..., 0], r"got a grayscale \(32, 32\); repeat it to 3 channels"),
+    "RGBA": (np.dstack([RGB, RGB[..., :1]]), r"got 4 channels \(32, 32, 4\) \(RGBA\?\)"),
+    "channel-first": (
+        RGB.transpose(2, 0, 1),
+        r"got channel-first \(3, 32, 32\); use image.transpose",
+    ),
+    "8x8": (RGB[:8, :8], r"got 8x8: too small for the 16x16 hole"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_IMAGES)
+def test_every_public_pipeline_refuses_what_is_not_uint8_rgb_32x32(name):
+    image, message = BAD_IMAGES[name]
+    pipelines = [
+        train_transforms(MEAN, STD, seed=0),
+        test_transforms(MEAN, STD),
+        coarse_dropout_only(MEAN, seed=0),
+    ]
+    for pipeline in pipelines:
+        with pytest.raises(ValueError, match="expected a uint8 RGB image .*" + message):
+            pipeline(image=image)
+    if image.ndim == 3:
+        with pytest.raises(ValueError, match=message):
+            apply_to_images(A.HorizontalFlip(p=1.0), image[None])
+
+
+def test_the_pipelines_still_take_a_cifar_sized_uint8_image():
+    assert train_transforms(MEAN, STD, seed=0)(image=RGB)["image"].shape == (3, 32, 32)

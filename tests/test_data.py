@@ -350,3 +350,25 @@ def test_channel_stats_of_float_images_match_the_same_uint8_images():
     as_uint8, as_float = channel_stats(x, 4), channel_stats((x / 255).astype(np.float32), 4)
     for key in as_uint8:
         np.testing.assert_allclose(as_float[key], as_uint8[key], rtol=1e-6, atol=1e-7)
+
+
+def test_a_text_file_as_the_npz_is_named_as_such_not_as_pickled_data(tmp_path, monkeypatch):
+    path = tmp_path / "cifar10.npz"
+    path.write_text("hello")
+    monkeypatch.setenv("CIFAR10_NPZ", str(path))
+    with pytest.raises(ValueError, match="it is not an .npz archive; expected np.savez output"):
+        load_cifar10(tmp_path)
+    path.write_bytes(b"")
+    with pytest.raises(ValueError, match="it is an empty file"):
+        load_cifar10(tmp_path)
+
+
+def test_a_data_root_that_is_a_file_is_refused_before_any_download(tmp_path, monkeypatch):
+    monkeypatch.delenv("CIFAR10_NPZ", raising=False)
+    root = tmp_path / "data"
+    root.write_text("x")
+    with pytest.raises(
+        DatasetNotFoundError, match=r"the data folder '.*data' is a file; pass a folder"
+    ):
+        load_cifar10(root)
+    assert root.read_text() == "x"

@@ -1,13 +1,23 @@
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from course_lib import train as train_module
 from course_lib.evaluate import load_checkpoint
-from course_lib.train import TrainConfig, TrainingDiverged, fit, history_table, one_cycle, run
+from course_lib.train import (
+    TrainConfig,
+    TrainingDiverged,
+    TrainingInterrupted,
+    fit,
+    history_table,
+    one_cycle,
+    run,
+)
 
 CPU = torch.device("cpu")
 
@@ -109,7 +119,7 @@ def test_resume_continues_after_the_last_finished_epoch_with_history_intact(tmp_
             checkpoint=ckpt,
             progress=False,
         )
-    saved = torch.load(ckpt, weights_only=False)["history"]
+    saved = torch.load(ckpt, weights_only=True)["history"]
     assert len(saved) == 2
     result = fit(
         tiny_model(), train, test, cfg(), device=CPU, checkpoint=ckpt, resume=True, progress=False
@@ -122,7 +132,7 @@ def test_resume_refuses_a_checkpoint_written_with_another_config(tmp_path):
     train, test = loaders()
     ckpt = tmp_path / "run.resume.pt"
     fit(tiny_model(), train, test, cfg(epochs=1), device=CPU, checkpoint=ckpt, progress=False)
-    with pytest.raises(ValueError, match="different config"):
+    with pytest.raises(ValueError, match=r"other options \(epochs 1 -> 2\).*--no-resume"):
         fit(
             tiny_model(),
             train,
@@ -164,7 +174,7 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
             checkpoint=ckpt,
             progress=False,
         )
-    assert len(torch.load(ckpt, weights_only=False)["history"]) == 1
+    assert len(torch.load(ckpt, weights_only=True)["history"]) == 1
 
 
 def test_invalid_config_names_the_bad_fields():
@@ -218,3 +228,125 @@ def test_load_checkpoint_refuses_weights_of_another_plan_with_the_same_shapes(
     meta.write_text(json.dumps(record))
     with pytest.raises(ValueError, match="different plan of 'dilated'.*make train"):
         load_checkpoint(tmp_path / "model")
+
+
+class StopInEpoch:
+    """Makes ``evaluate_loss_acc`` raise Ctrl-C (KeyboardInterrupt) when epoch ``n`` is tested."""
+
+    def __init__(self, n):
+        self.n, self.calls = n, 0
+        self.real = train_module.evaluate_loss_acc
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == self.n:
+            raise KeyboardInterrupt
+        return self.real(*args, **kwargs)
+
+
+def _run_tiny(out, **kw):
+    """Three epochs on the synthetic CIFAR-10 through the real pipeline, with a small net."""
+    config = TrainConfig(epochs=3, batch_size=64, num_workers=0, batch_aug="cutout")
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 10),
+    )
+    return run(
+        config, out, model=model, data_root=out.parent / "cache", progress=False, device=CPU, **kw
+    )
+
+
+def test_a_run_resumed_after_any_epoch_ends_bit_identical_to_an_unbroken_run(
+    synthetic_npz, tmp_path, monkeypatch
+):
+    unbroken = _run_tiny(tmp_path / "unbroken")
+    for stop_in in (2, 3):  # interrupted after epoch 1, and after epoch 2
+        out = tmp_path / f"stopped_in_{stop_in}"
+        with monkeypatch.context() as m:
+            m.setattr(train_module, "evaluate_loss_acc", StopInEpoch(stop_in))
+            with pytest.raises(TrainingInterrupted):
+                _run_tiny(out)
+        resumed = _run_tiny(out)
+
+        def strip(history):
+            return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+
+        assert strip(resumed["history"]) == strip(unbroken["history"])
+        assert resumed["final_test_acc"] == unbroken["final_test_acc"]
+        ours = torch.load(f"{out}.pt", weights_only=True)
+        theirs = torch.load(tmp_path / "unbroken.pt", weights_only=True)
+        assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+
+
+def test_ctrl_c_says_which_epoch_is_saved(tmp_path, monkeypatch):
+    train, test = loaders()
+    ckpt = tmp_path / "run.resume.pt"
+    monkeypatch.setattr(train_module, "evaluate_loss_acc", StopInEpoch(2))
+    with pytest.raises(
+        TrainingInterrupted, match=r"interrupted in epoch 2 of 3; epoch 1 is saved in"
+    ):
+        fit(tiny_model(), train, test, cfg(), device=CPU, checkpoint=ckpt, progress=False)
+    assert len(torch.load(ckpt, weights_only=True)["history"]) == 1
+
+
+class Planted:
+    """A pickle that runs code when unpickled: what a planted resume file could hold."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_a_planted_resume_file_runs_no_code_and_gets_a_one_line_refusal(tmp_path):
+    train, test = loaders()
+    ckpt, marker = tmp_path / "run.resume.pt", tmp_path / "code_ran"
+    torch.save({"config": {}, "payload": Planted(marker)}, ckpt)
+    with pytest.raises(
+        ValueError, match="cannot read resume state from .*not a tensor file"
+    ) as err:
+        fit(
+            tiny_model(),
+            train,
+            test,
+            cfg(),
+            device=CPU,
+            checkpoint=ckpt,
+            resume=True,
+            progress=False,
+        )
+    assert not marker.exists()
+    assert "weights_only" not in str(err.value) and "\n" not in str(err.value)
+
+
+def test_output_files_keep_every_dot_of_out():
+    files = train_module.output_files("runs/model.v2")
+    assert [str(f) for f in files.values()] == [
+        "runs/model.v2.pt",
+        "runs/model.v2.json",
+        "runs/model.v2.resume.pt",
+    ]
+
+
+def test_the_published_checkpoint_is_replaced_only_with_publish(tmp_path, monkeypatch):
+    from course_lib import data
+
+    monkeypatch.setattr(data, "default_data_root", lambda: tmp_path / "data")
+    published = tmp_path / "data" / "checkpoints" / "final_dilated"
+    published.parent.mkdir(parents=True)
+    Path(f"{published}.pt").write_bytes(b"weights")
+    with pytest.raises(ValueError, match="published result of this course.*--publish"):
+        train_module.check_output(published)
+    assert train_module.check_output(published, publish=True)["weights"] == Path(f"{published}.pt")
+    assert train_module.default_out(TrainConfig(seed=3)) == tmp_path / "runs" / "dilated_seed3"
+
+
+def test_out_under_a_file_is_refused_before_training(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ValueError, match=r"'.*afile' is a file, not a folder"):
+        train_module.check_output(tmp_path / "afile" / "model")
