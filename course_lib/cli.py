@@ -11,6 +11,7 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 
+from .grader import add_check_parser, run_check
 from .train import TrainConfig
 
 HELP = {
@@ -75,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
         "--data-root", default=None, help="dataset cache folder (default: the repository's data/)"
     )
     sub.add_parser("models", help="parameters, multiply-adds and receptive field of every model")
+    add_check_parser(sub)
     return parser
 
 
@@ -127,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .train import TrainingDiverged
 
     args = _parser().parse_args(argv)
-    command = {"train": _train, "evaluate": _evaluate, "models": _models}[args.command]
+    command = {"train": _train, "evaluate": _evaluate, "models": _models, "check": run_check}
+    command = command[args.command]
     try:
         return command(args)
     except (DatasetNotFoundError, TrainingDiverged, FileNotFoundError, ValueError) as err:

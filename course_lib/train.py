@@ -372,12 +372,14 @@ def run(
     resume: bool = True,
     progress: bool = True,
     device: torch.device | None = None,
+    model: nn.Module | None = None,
 ) -> dict[str, Any]:
     """The whole training job: returns the JSON record it writes next to the weights.
 
     Writes ``<out>.pt`` (the final ``state_dict``, loadable with ``weights_only=True`` into
     ``build_model(cfg.model)``), ``<out>.json`` (history, config, seed, normalisation,
-    device, versions, wall seconds) and, while training, ``<out>.resume.pt``.
+    device, versions, wall seconds) and, while training, ``<out>.resume.pt``. ``model``, if
+    given, is trained instead of ``build_model(cfg.model)`` (``python -m course_lib check``).
 
     Used in lesson 04.
     """
@@ -390,7 +392,7 @@ def run(
     seed_everything(cfg.seed)
     aug = AugmentConfig(cutout_p=cfg.cutout_p)
     train_loader, test_loader, normalize = training_loaders(cfg, load_cifar10(data_root), aug)
-    model = build_model(cfg.model)
+    model = build_model(cfg.model) if model is None else model
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     result = fit(
