@@ -12,6 +12,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 
+from .grader import add_check_parser, run_check
 from .train import TrainConfig, published_out
 
 HELP = {
@@ -101,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
         "--data-root", default=None, help="dataset cache folder (default: the repository's data/)"
     )
     sub.add_parser("models", help="parameters, multiply-adds and receptive field of every model")
+    add_check_parser(sub)
     return parser
 
 
@@ -170,7 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
-    command = {"train": _train, "evaluate": _evaluate, "models": _models}[args.command]
+    command = {"train": _train, "evaluate": _evaluate, "models": _models, "check": run_check}
+    command = command[args.command]
     try:
         return command(args)
     except TrainingInterrupted as err:

@@ -532,7 +532,8 @@ def run(
     ``<out>.json`` (history, config, seed, normalisation, device, versions, wall seconds)
     and, while training, ``<out>.resume.pt``. ``out`` defaults to ``default_out(cfg)``;
     the published checkpoints are replaced only with ``publish=True``. ``model`` defaults
-    to ``build_model(cfg.model)``, built right after seeding.
+    to ``build_model(cfg.model)``, built right after seeding (``check --train`` passes a
+    student's model).
 
     Used in lesson 04.
     """
