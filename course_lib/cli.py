@@ -1,7 +1,9 @@
-"""Command line: ``python -m course_lib {train,evaluate,models} --help``.
+"""Command line: ``python -m course_lib {train,evaluate,models,check} --help``.
 
-``make train`` calls ``train`` with its defaults; ``evaluate`` re-measures a published
-checkpoint with its own loop; ``models`` prints parameters, multiply-adds and receptive field.
+``make train`` calls ``train`` with its defaults (writing under ``runs/``; ``--publish``
+replaces the published checkpoint); ``evaluate`` re-measures a checkpoint with its own loop;
+``models`` prints parameters, multiply-adds and receptive field; ``check`` grades students'
+models (``grader.py``). Every expected failure prints one ``error:`` line, no traceback.
 """
 
 from __future__ import annotations

@@ -35,9 +35,7 @@ def autocast_dtype(device: torch.device) -> torch.dtype:
 
 def grad_scaler(device: torch.device) -> torch.amp.GradScaler:
     """A gradient scaler that is active only under fp16 autocast, where small gradients
-    would underflow; bf16 has fp32's range and needs none.
-
-    Used in lesson 04.
+    would underflow; bf16 has fp32's range and needs none. Used by ``train.fit``.
     """
     enabled = autocast_dtype(device) == torch.float16
     return torch.amp.GradScaler(device.type, enabled=enabled)

@@ -134,7 +134,7 @@ def published_checkpoint(root: str | Path | None = None) -> Path:
         try:
             fetch_committed(f"data/{FINAL_CHECKPOINT}{suffix}", Path(f"{path}{suffix}"))
         except FileNotFoundError as err:
-            raise FileNotFoundError(f"{err}; train it with `make train`") from None
+            raise FileNotFoundError(f"{err}; train it with `make train ARGS=--publish`") from None
     return path
 
 

@@ -2,13 +2,16 @@
 
 Hyperparameters live in ``TrainConfig`` (units in the comments). ``fit`` trains any model on
 any pair of loaders, with a progress bar per epoch, a per-epoch history, a checkpoint after
-every epoch (``--resume`` continues with the history intact) and a clean stop if the loss
-turns NaN. ``run`` is the whole job behind ``make train`` and lesson 04: data, transforms,
-model, ``fit``, then the published files (a ``state_dict`` and a JSON record).
+every epoch (a resumed run ends bit-identical to an unbroken one) and a clean stop on Ctrl-C
+or a NaN loss. ``run`` is the whole job behind ``make train`` and lesson 04: data,
+transforms, model, ``fit``, then two files (a ``state_dict`` and a JSON record) under
+``runs/``; the published checkpoint is replaced only with ``publish=True``.
 
 Measured (README.md has the table): ``build_model("dilated")``, these defaults, seed 0,
 15 epochs -> 85.11% test accuracy at the final epoch (85.89% with flip TTA) on CIFAR-10
-(JPEG copy): 62.7 min on a 2-core CPU in bf16 (``make train``), 61 s on one H100.
+(JPEG copy): 62.7 min on a 2-core CPU in bf16 (``make train ARGS=--publish``), 61 s on one
+H100. (Those runs predate per-epoch reseeding, so a rerun draws other batches: expect the
+same accuracy within seed noise, about +-0.4 points, not the same digits.)
 
 Used in lessons 04 and 06.
 """
