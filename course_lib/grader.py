@@ -358,12 +358,11 @@ def _describe(err: BaseException, spec: str) -> str:
 def _accuracy(model: nn.Module, label: str, args: argparse.Namespace, weights: str | None) -> Rule:
     from .data import channel_stats, load_cifar10
     from .evaluate import predict, test_loader
-    from .train import TrainConfig, run
+    from .train import TrainConfig, read_state, run
 
     dataset = "CIFAR-10 (JPEG copy)" if os.environ.get("CIFAR10_NPZ") else "CIFAR-10"
     if weights:
-        state = torch.load(weights, map_location="cpu", weights_only=True)  # never unpickles code
-        model.load_state_dict(state)
+        model.load_state_dict(read_state(weights))  # weights_only: never unpickles code
         data = load_cifar10(args.data_root, verbose=False)
         stats = channel_stats(data.x_train)  # the course's normalisation, as in training
         normalize = {"mean": stats["mean"].tolist(), "std": stats["std"].tolist()}
