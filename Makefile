@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: install train test lab lint clean
+.PHONY: install train test lab lint clean test-widgets-7 browser-check
 
 install: $(STAMP)
 
@@ -24,6 +24,22 @@ test: $(STAMP)  ## ruff, unit tests, and every lesson in fast mode under strict 
 	$(VENV)/bin/ruff check .
 	COURSE_FAST=1 $(PY) -m pytest tests lessons --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg $(ARGS)
+
+# Colab ships ipywidgets 7.7: the widget tests again with 7.7 shadowing the venv's 8.x
+# (EXPECT_IPYWIDGETS makes the run fail if 7.7 is not the one imported). About 30 s.
+W7 := $(VENV)/ipywidgets-7.7
+test-widgets-7: $(STAMP)
+	test -d $(W7) || $(PY) -m pip install --quiet --no-deps --target $(W7) \
+		"ipywidgets==7.7.*" "ipython_genutils==0.2.*"
+	EXPECT_IPYWIDGETS=7.7 PYTHONPATH=$(W7):$(CURDIR) MPLBACKEND=Agg $(PY) -m pytest -q \
+		tests/test_widget_support.py tests/test_rf_widgets.py tests/test_augment_widgets.py \
+		tests/test_conv_drawing.py $(ARGS)
+
+# Every widget of lessons 01-03 in JupyterLab + headless Chromium (apt-get install -y chromium;
+# pip install playwright). About 3-4 minutes; run it before every change to a widget.
+browser-check: $(STAMP)
+	$(PY) -c "import playwright" 2>/dev/null || $(PY) -m pip install --quiet playwright
+	$(PY) tests/browser/check_widgets.py $(ARGS)
 
 lab: $(STAMP)  ## open the course in JupyterLab
 	$(VENV)/bin/jupyter lab lessons/

@@ -11,13 +11,13 @@ from collections.abc import Sequence
 from dataclasses import asdict
 
 import ipywidgets as widgets
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 
 from course_lib.augment import AugmentConfig, train_transforms
 from course_lib.plots import _new_figure, to_display
+from course_lib.widget_support import Interactive, redraw_figure, show_figure
 
 # Slider ranges: wide enough to reach clearly harmful settings, so the widget shows where
 # "more augmentation" stops helping (a 45° rotation or a 32 px hole erases the object).
@@ -129,7 +129,7 @@ def make_augmentation_tuner(
     n: int = 6,
     cfg: AugmentConfig | None = None,
     seed: int = 0,
-) -> widgets.interactive:
+) -> Interactive:
     """Sliders for every ``AugmentConfig`` field and a seed; redraws ``n`` samples per image.
 
     Starts at ``cfg`` (default: the assignment's ``AugmentConfig()``) and ``seed``. The
@@ -145,12 +145,18 @@ def make_augmentation_tuner(
     def draw(flip_p, shift, scale, rotate, affine_p, hole, cutout_p, seed) -> np.ndarray:
         chosen = AugmentConfig(flip_p, shift, scale, rotate, affine_p, hole, cutout_p)
         samples = augmented_samples(x, chosen, mean, std, n, seed)
-        # a pyplot figure closed by plt.show(): Colab then replaces the plot instead of
-        # stacking a copy per redraw
-        fig = plt.figure(figsize=_samples_size(samples), layout="constrained")
+        # not a pyplot figure (see course_lib.widget_support), shown once in the widget's
+        # Output, which clears itself first: the plot is replaced, not stacked, per redraw
+        fig = redraw_figure(*_samples_size(samples))
         _draw_samples(fig, x, samples, config_title(chosen))
-        plt.show()
+        show_figure(fig)
         return samples
+
+    def summary(w: Interactive) -> str:
+        return (
+            f"Augmentation tuner: {len(x)} images x {n} draws, seed {w.kwargs_widgets[-1].value}. "
+            "Run the cell in Jupyter to use the sliders."
+        )
 
     start = asdict(cfg)
     style = {"description_width": "70px"}
@@ -177,7 +183,7 @@ def make_augmentation_tuner(
         style=style,
     )
 
-    w = widgets.interactive(draw, **sliders, seed=seed_slider)
+    w = Interactive(draw, summary, **sliders, seed=seed_slider)
     # two columns of sliders above the figure: geometry on the left, the hole on the right
     left = [sliders[k] for k in ("flip_p", "shift", "scale", "rotate", "affine_p")]
     right = [sliders["hole"], sliders["cutout_p"], seed_slider]

@@ -21,7 +21,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import ipywidgets as widgets
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
@@ -31,6 +30,7 @@ from torch import nn
 from .layers import DepthwiseSeparableConv2d
 from .models import count_parameters
 from .plots import _new_figure
+from .widget_support import Interactive, redraw_figure, show_figure
 
 __all__ = [
     "CELL_PADDING",
@@ -417,7 +417,7 @@ def draw_conv(
     """A filmstrip: one panel per output position, the canvas above and the output below.
 
     ``positions`` are output cells ``(i, j)`` (default ``filmstrip_positions(geom, n_panels)``).
-    Draws into ``fig`` when given (a pyplot figure for a widget, a subfigure), else returns a
+    Draws into ``fig`` when given (a widget's figure, a subfigure), else returns a
     new figure that displays itself in a notebook. Used in lesson 01.
     """
     positions = filmstrip_positions(geom, n_panels) if positions is None else list(positions)
@@ -628,7 +628,7 @@ PRESETS: dict[str, ConvGeometry] = {
 }
 
 
-def conv_explorer(presets: Mapping[str, ConvGeometry] | None = None) -> widgets.interactive:
+def conv_explorer(presets: Mapping[str, ConvGeometry] | None = None) -> Interactive:
     """A dropdown of geometries and a slider over the kernel's position; redraws one panel.
 
     ``w.kwargs_widgets`` are the dropdown ``conv`` and the slider ``step`` (0-based, in reading
@@ -657,11 +657,18 @@ def conv_explorer(presets: Mapping[str, ConvGeometry] | None = None) -> widgets.
         step = min(step, last_step(conv))  # the slider's maximum catches up just after
         (hc, wc), (ho, wo) = geom.canvas_shape, geom.output_shape
         size = (max(4.0, wc * 0.38 + 0.8), (hc + ho) * 0.38 + 1.6)
-        fig = plt.figure(figsize=size, layout="constrained")
+        fig = redraw_figure(*size)  # not pyplot's: see course_lib.widget_support
         draw_conv(geom, positions=[divmod(step, wo)], fig=fig)
-        plt.show()
+        show_figure(fig)
         return fig
 
-    w = widgets.interactive(draw, conv=choice, step=slider)
+    def summary(w: Interactive) -> str:
+        conv, step = (c.value for c in w.kwargs_widgets)
+        return (
+            f"Convolution explorer: {conv}, step {step + 1} of {last_step(conv) + 1}. "
+            "Run the cell in Jupyter to use it."
+        )
+
+    w = Interactive(draw, summary, conv=choice, step=slider)
     choice.observe(lambda change: setattr(slider, "max", last_step(change["new"])), names="value")
     return w

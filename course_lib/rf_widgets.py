@@ -4,8 +4,10 @@ Both are thin layers over pure functions that the tests check without a display:
 ``explore_dilation`` (one kernel's taps, the footprint of a stack of identical layers, the RF
 growth) and ``rf_report`` (the RF table of a list of ``LayerSpec`` or a friendly message when the
 stack does not fit its input). The drawing functions return pyplot figures; a caller ends with
-``plt.show()``. Only built-in ipywidgets and inline matplotlib, so they work in JupyterLab and
-Colab.
+``plt.show()``. Only built-in ipywidgets (7.7 or 8.x) and inline matplotlib, so they work in
+JupyterLab and Colab. The widgets draw into figures that pyplot does not track (see
+``course_lib.widget_support``: a pyplot figure could be closed half-drawn by the kernel's other
+thread).
 
 Used in lesson 02.
 """
@@ -32,6 +34,7 @@ from .receptive_field import (
     stack_footprint,
     table_from_specs,
 )
+from .widget_support import Interactive, redraw_figure, show_figure
 
 __all__ = [
     "Exploration",
@@ -239,9 +242,16 @@ def explorer_figure(ex: Exploration) -> Figure:
 
     Used in lesson 02.
     """
-    fig, (ax_k, ax_s, ax_g) = plt.subplots(
-        1, 3, figsize=(12, 4), layout="constrained", gridspec_kw={"width_ratios": [1, 1.3, 1.3]}
-    )
+    fig = plt.figure(figsize=EXPLORER_SIZE, layout="constrained")
+    _draw_explorer(fig, ex)
+    return fig
+
+
+EXPLORER_SIZE = (12, 4)
+
+
+def _draw_explorer(fig: Figure, ex: Exploration) -> None:
+    ax_k, ax_s, ax_g = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1.3, 1.3]})
     eff = ex.dilation * (ex.kernel - 1) + 1
     draw_footprint(ax_k, ex.kernel_taps, f"one {ex.kernel}x{ex.kernel} kernel, dilation "
                    f"{ex.dilation}\nspans {eff}x{eff} pixels")  # fmt: skip
@@ -255,7 +265,6 @@ def explorer_figure(ex: Exploration) -> Figure:
     ax_g.set(xlabel="layers", ylabel="receptive field (pixels)", title="RF growth")
     ax_g.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax_g.legend(loc="upper left")
-    return fig
 
 
 def erf_profile_figure(erf, fields: dict[str, int]) -> Figure:
@@ -290,7 +299,7 @@ def erf_profile_figure(erf, fields: dict[str, int]) -> Figure:
 
 def make_dilation_explorer(
     kernel: int = 3, dilation: int = 2, stride: int = 1, n_layers: int = 3
-) -> widgets.interactive:
+) -> Interactive:
     """Sliders for kernel size, dilation, stride and number of layers; redraws the explorer.
 
     ``w.kwargs_widgets`` are the sliders in that order; ``w.result`` is the last
@@ -300,17 +309,27 @@ def make_dilation_explorer(
 
     def draw(kernel: int, dilation: int, stride: int, n_layers: int) -> Exploration:
         ex = explore_dilation(kernel, dilation, stride, n_layers)
-        explorer_figure(ex)
-        plt.show()
+        fig = redraw_figure(*EXPLORER_SIZE)
+        _draw_explorer(fig, ex)
+        show_figure(fig)
         return ex
+
+    def summary(w: Interactive) -> str:
+        k, d, s, n = (c.value for c in w.kwargs_widgets)
+        rf = rf_growth(k, d, s, n)[-1]
+        return (
+            f"Dilation explorer: kernel {k}, dilation {d}, stride {s}, {n} layers, RF {rf}. "
+            "Run the cell to use it."
+        )
 
     def slider(value: int, lo: int, hi: int, label: str) -> widgets.IntSlider:
         return widgets.IntSlider(
             value=value, min=lo, max=max(hi, value), description=label, continuous_update=False
         )
 
-    return widgets.interactive(
+    return Interactive(
         draw,
+        summary,
         kernel=slider(kernel, 1, 7, "kernel"),
         dilation=slider(dilation, 1, 8, "dilation"),
         stride=slider(stride, 1, 3, "stride"),
@@ -365,6 +384,14 @@ class RFCalculator(widgets.VBox):
         )
         self.refresh()
 
+    def __repr__(self) -> str:
+        # the text a notebook stores for the widget, shown where it cannot be drawn
+        rf = f", RF {self.report.rows[-1].r_out}" if self.report.rows else ""
+        return (
+            f"RF calculator: {len(self.specs)} layers{rf} on a {self.input_size.value} px input. "
+            "Run the cell in Jupyter to add layers."
+        )
+
     def _kind_changed(self, change) -> None:
         # Average pooling has no dilation: keep the box at 1 instead of refusing the layer later.
         if change["new"] == "avgpool":
@@ -413,10 +440,11 @@ class RFCalculator(widgets.VBox):
             if self.report.rows:
                 print(self.report.text)
                 last = self.report.rows[-1]
-                fig, ax = plt.subplots(figsize=(4, 4), layout="constrained")
+                fig = redraw_figure(4, 4)
                 title = f"input pixels seen by one unit of {last.name}: RF {last.r_out}"
-                draw_footprint(ax, stack_footprint(self.specs, ndim=1, counts=True), title)
-                plt.show()
+                paths = stack_footprint(self.specs, ndim=1, counts=True)
+                draw_footprint(fig.subplots(), paths, title)
+                show_figure(fig)
             elif not self.report.error:
                 print(self.report.text)
 
