@@ -297,9 +297,11 @@ class WidgetCell:
         return self.cell.locator(".widget-slider .widget-label").all_inner_texts()
 
     def drag_slider(self, label: str):
-        slider = self.cell.locator(".widget-slider").filter(
-            has=self.page.locator(".widget-label", has_text=label)
-        ).first
+        slider = (
+            self.cell.locator(".widget-slider")
+            .filter(has=self.page.locator(".widget-label", has_text=label))
+            .first
+        )
         track = slider.locator(".noUi-target").first
         handle = slider.locator(".noUi-handle").first
         readout = slider.locator(".widget-readout").first
@@ -322,22 +324,30 @@ class WidgetCell:
             self.fail(f"slider {label}", f"dragging did not change the value ({old})")
 
     def pick(self, label: str, option: str, expect: str = "new"):
-        select = self.cell.locator(".widget-dropdown").filter(
-            has=self.page.locator(".widget-label", has_text=label)
-        ).locator("select")
-        self.change(f"dropdown {label}={option}", lambda: select.select_option(label=option), expect)
+        select = (
+            self.cell.locator(".widget-dropdown")
+            .filter(has=self.page.locator(".widget-label", has_text=label))
+            .locator("select")
+        )
+        self.change(
+            f"dropdown {label}={option}", lambda: select.select_option(label=option), expect
+        )
 
     def select_only(self, label: str, option: str):
         """Pick a dropdown entry that does not redraw by itself (the calculator's layer kind)."""
-        select = self.cell.locator(".widget-dropdown").filter(
-            has=self.page.locator(".widget-label", has_text=label)
-        ).locator("select")
+        select = (
+            self.cell.locator(".widget-dropdown")
+            .filter(has=self.page.locator(".widget-label", has_text=label))
+            .locator("select")
+        )
         select.select_option(label=option)
 
     def type_number(self, label: str, value: int):
-        box = self.cell.locator(".widget-text").filter(
-            has=self.page.locator(".widget-label", has_text=label)
-        ).locator("input")
+        box = (
+            self.cell.locator(".widget-text")
+            .filter(has=self.page.locator(".widget-label", has_text=label))
+            .locator("input")
+        )
         box.fill(str(value))
         box.press("Enter")
         self.page.wait_for_timeout(100)
@@ -434,8 +444,12 @@ def check_lesson(browser, base: str, token: str, name: str, repeat: int) -> list
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=10, help="extra Add/Remove clicks per calculator")
-    parser.add_argument("--full", action="store_true", help="run the lessons in full, not fast, mode")
+    parser.add_argument(
+        "--repeat", type=int, default=10, help="extra Add/Remove clicks per calculator"
+    )
+    parser.add_argument(
+        "--full", action="store_true", help="run the lessons in full, not fast, mode"
+    )
     parser.add_argument("--lessons", nargs="+", default=list(LESSONS), help="e.g. 02 03")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)
