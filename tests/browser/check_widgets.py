@@ -137,7 +137,9 @@ JS_DONE = f"""() => {{
   const p = {JS_PANEL}, k = p.sessionContext.session.kernel;
   const cells = Array.from(p.content.model.cells);
   const code = cells.filter(c => c.type === 'code');
-  return k.status === 'idle' && code.every(c => c.executionCount !== null);
+  // Run All stops at the first error: then the remaining cells never run, so stop waiting.
+  const failed = code.some(c => c.outputs.toJSON().some(o => o.output_type === 'error'));
+  return k.status === 'idle' && (failed || code.every(c => c.executionCount !== null));
 }}"""
 
 JS_OUTPUTS = f"""() => {{
