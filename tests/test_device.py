@@ -1,10 +1,19 @@
-"""Precision choice per device: bf16 only where the GPU computes it natively."""
+"""Precision choice per device and layer type: bf16 only where the GPU computes it natively,
+depthwise convs in fp32 where that was measured faster."""
 
 import pytest
 import torch
 
 from course_lib import device as device_module
-from course_lib.device import autocast_dtype, grad_scaler
+from course_lib.device import (
+    autocast,
+    autocast_dtype,
+    depthwise_trains_faster_in_fp32,
+    grad_scaler,
+    prepare,
+)
+from course_lib.layers import DepthwiseSeparableConv2d
+from course_lib.models import build_model
 
 CUDA = torch.device("cuda")
 
@@ -36,3 +45,96 @@ def test_cpu_trains_in_bf16_without_a_scaler():
     cpu = torch.device("cpu")
     assert autocast_dtype(cpu) == torch.bfloat16
     assert not grad_scaler(cpu).is_enabled()
+
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def measured(monkeypatch):
+    """Stand-in timings for ``train_depthwise_in_fp32``: ``measured[dilated] = (fp32_s, autocast_s)``."""
+    timings, calls = {}, []
+
+    def depthwise_seconds(device, dilated):
+        calls.append((device.type, dilated))
+        return timings[dilated]
+
+    depthwise_trains_faster_in_fp32.cache_clear()
+    monkeypatch.setattr(device_module, "_depthwise_seconds", depthwise_seconds)
+    yield timings, calls
+    depthwise_trains_faster_in_fp32.cache_clear()
+
+
+@pytest.mark.parametrize(("fp32_s", "autocast_s", "fp32"), [(1.0, 2.0, True), (2.0, 1.0, False)])
+def test_depthwise_convs_take_the_faster_precision_measured_once(
+    measured, fp32_s, autocast_s, fp32
+):
+    timings, calls = measured
+    timings[True] = (fp32_s, autocast_s)
+    assert depthwise_trains_faster_in_fp32(CPU, True) is fp32
+    assert depthwise_trains_faster_in_fp32(CPU, True) is fp32
+    assert calls == [("cpu", True)]
+
+
+def test_gpus_keep_autocast_for_depthwise_convs_without_measuring(measured):
+    _, calls = measured
+    assert depthwise_trains_faster_in_fp32(CUDA, True) is False
+    assert calls == []
+
+
+def test_prepare_decides_dilated_and_plain_depthwise_convs_separately(measured):
+    timings, _ = measured
+    timings[True], timings[False] = (1.0, 2.0), (2.0, 1.0)
+    model = prepare(build_model("dilated"), CPU)
+    separable = [m for m in model.modules() if isinstance(m, DepthwiseSeparableConv2d)]
+    assert {m.train_depthwise_in_fp32 for m in separable} == {True, False}
+    for m in separable:
+        assert m.train_depthwise_in_fp32 == (m.depthwise.dilation != (1, 1))
+
+
+def depthwise_fp32(model, fp32: bool):
+    for m in model.modules():
+        if isinstance(m, DepthwiseSeparableConv2d):
+            m.train_depthwise_in_fp32 = fp32
+    return model
+
+
+def depthwise_output_dtypes(model, x):
+    dtypes = []
+    hooks = [
+        m.depthwise.register_forward_hook(lambda m, inputs, out: dtypes.append(out.dtype))
+        for m in model.modules()
+        if isinstance(m, DepthwiseSeparableConv2d)
+    ]
+    with autocast(CPU):
+        logits = model(x)
+    for hook in hooks:
+        hook.remove()
+    assert logits.dtype == torch.bfloat16
+    return set(dtypes)
+
+
+@pytest.mark.parametrize("fp32", [True, False])
+def test_chosen_depthwise_convs_train_in_fp32_under_autocast(fp32):
+    model = depthwise_fp32(build_model("dilated"), fp32)
+    x = torch.randn(2, 3, 32, 32)
+    assert depthwise_output_dtypes(model, x) == {torch.float32 if fp32 else torch.bfloat16}
+    with torch.no_grad():  # evaluation: the bf16 forward pass is the faster one
+        assert depthwise_output_dtypes(model, x) == {torch.bfloat16}
+
+
+def test_both_depthwise_precisions_agree_within_bf16_error():
+    torch.manual_seed(0)
+    model = build_model("dilated").train()
+    with torch.no_grad():  # a few batches give batch norm realistic running statistics
+        for _ in range(2):
+            model(torch.randn(32, 3, 32, 32))
+    model.eval()
+    x = torch.randn(32, 3, 32, 32)
+    reference = model(x).detach()
+    logits = {}
+    for fp32 in (False, True):  # with gradients on, as in training
+        with autocast(CPU):
+            logits[fp32] = depthwise_fp32(model, fp32)(x).detach().float()
+    bf16_error = (logits[False] - reference).abs().max()
+    torch.testing.assert_close(logits[True], logits[False], atol=2 * bf16_error, rtol=0)
