@@ -3,7 +3,7 @@
 Every conv and batch norm of ``build_model("dilated")`` is timed on its own, at the shape it
 sees in the model, in fp32 (default layout), fp32 ``channels_last`` and bf16 autocast
 ``channels_last``; the times are summed per layer type. This table is why ``course_lib.device``
-times depthwise convs in both precisions at start-up (``depthwise_trains_faster_in_fp32``).
+trains dilated depthwise convs in fp32 on CPU (``depthwise_trains_faster_in_fp32``).
 
     python benchmarks/precision_per_layer.py [--batch-size 256] [--repeats 5]
 

@@ -1,8 +1,9 @@
 """Where the model runs and in which precision: one place for CPU and CUDA differences.
 
-On CPU, bf16 autocast plus ``channels_last`` trains the final model 3.4x faster than a plain
-fp32 loop on a 2-core machine (233 vs 68 images/s at batch 256:
-``python benchmarks/train_throughput.py``);
+On CPU, bf16 autocast plus ``channels_last``, with the dilated depthwise convs trained in
+fp32 (``prepare``), trains the final model 3.3x faster than a plain fp32 loop on a 2-core
+machine, 2.0x faster than fp32 ``channels_last`` and 1.13x faster than bf16 for every conv
+(197, 59, 98 and 174 images/s at batch 256: ``python benchmarks/train_throughput.py``);
 on CUDA, autocast uses bf16 where the GPU computes it natively, else fp16 with a gradient
 scaler (Colab's free T4 only emulates bf16, slowly, yet ``is_bf16_supported()`` says True).
 
@@ -12,8 +13,6 @@ Used in lessons 04 and 05.
 from __future__ import annotations
 
 import contextlib
-import functools
-import time
 from collections.abc import Iterator
 
 import torch
@@ -69,48 +68,19 @@ def prepare(model: nn.Module, device: torch.device) -> nn.Module:
     return model
 
 
-@functools.cache
 def depthwise_trains_faster_in_fp32(device: torch.device, dilated: bool) -> bool:
     """Whether depthwise convs (dilated or not) train faster in fp32 than under autocast here.
 
-    On CPU, oneDNN's bf16 backward pass of a depthwise conv can be slower than its fp32 one,
-    for dilated ones most, by an amount that depends on the CPU
-    (``python benchmarks/precision_per_layer.py``); so both are timed, once per process and
-    device (about 0.5 s). Full and pointwise convs and batch norm were 1.5-4x faster in bf16
-    on every CPU measured. GPUs are not measured (no GPU was at hand for it): there autocast
-    keeps every conv, as before.
+    Measured on CPU (``python benchmarks/precision_per_layer.py``): a dilated depthwise conv
+    trains 1.8x slower in bf16 than in fp32 on a 2-core AMD EPYC with avx512_bf16 (in its
+    backward pass; the forward alone is faster in bf16) and 3x slower on issue 11's 2-core
+    Xeon with AMX, while on the EPYC undilated depthwise, full and pointwise convs and batch
+    norm train 2-4x faster in bf16. A fixed answer rather than a timing at start-up: on a
+    busy machine such a timing flipped from run to run, and a run and its resumption must
+    compute in the same precision. GPUs were not measured (no GPU was at hand): autocast
+    keeps every conv there, as before.
     """
-    if device.type != "cpu":
-        return False
-    fp32_s, autocast_s = _depthwise_seconds(device, dilated)
-    return fp32_s < autocast_s
-
-
-def _depthwise_seconds(
-    device: torch.device, dilated: bool, repeats: int = 5
-) -> tuple[float, float]:
-    """Seconds of forward + backward through a depthwise-separable conv at one of the final
-    model's sizes (batch 32), with its depthwise conv in fp32 and under autocast.
-
-    The two alternate, and the fastest of ``repeats`` runs is kept: other programs on the
-    machine can only add time, and they also change which precision looks faster.
-    """
-    # fork_rng: initialising the probe must not shift the training's random stream.
-    with torch.random.fork_rng(devices=[]), torch.enable_grad():
-        layer = DepthwiseSeparableConv2d(96, 96, dilation=2 if dilated else 1)
-        layer = layer.to(device, memory_format=torch.channels_last)
-        x = torch.randn(32, 96, 24, 24, device=device, dtype=autocast_dtype(device))
-        x = x.contiguous(memory_format=torch.channels_last).requires_grad_()
-        seconds: dict[bool, list[float]] = {True: [], False: []}
-        for _ in range(repeats + 1):  # the first round warms up
-            for fp32 in seconds:
-                layer.train_depthwise_in_fp32 = fp32
-                start = time.perf_counter()
-                with autocast(device):
-                    out = layer(x)
-                out.sum().backward()
-                seconds[fp32].append(time.perf_counter() - start)
-    return min(seconds[True][1:]), min(seconds[False][1:])
+    return device.type == "cpu" and dilated
 
 
 def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -57,10 +57,10 @@ class DepthwiseSeparableConv2d(nn.Module):
     ``c_in*k*k + c_in*c_out`` instead of ``c_in*c_out*k*k``, a ratio of ``1/c_out + 1/k**2``.
 
     With ``train_depthwise_in_fp32`` set, the depthwise conv leaves autocast while training and
-    runs in fp32: on some CPUs its bf16 backward pass is slower than the fp32 one, unlike that
-    of full and pointwise convs, so ``device.prepare`` measures both and sets the flag. Without
-    gradients (evaluation) it stays in bf16, whose forward pass is the faster one. The
-    pointwise conv, still under autocast, casts the fp32 map back to bf16.
+    runs in fp32: on CPU, the bf16 backward pass of a dilated depthwise conv is slower than
+    the fp32 one, unlike that of other convs, so ``device.prepare`` sets the flag there.
+    Without gradients (evaluation) it stays in bf16, whose forward pass is the faster one.
+    The pointwise conv, still under autocast, casts the fp32 map back to bf16.
 
     Used in lessons 01 and 04.
     """

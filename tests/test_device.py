@@ -50,41 +50,15 @@ def test_cpu_trains_in_bf16_without_a_scaler():
 CPU = torch.device("cpu")
 
 
-@pytest.fixture
-def measured(monkeypatch):
-    """Stand-in timings for ``train_depthwise_in_fp32``: ``measured[dilated] = (fp32_s, autocast_s)``."""
-    timings, calls = {}, []
-
-    def depthwise_seconds(device, dilated):
-        calls.append((device.type, dilated))
-        return timings[dilated]
-
-    depthwise_trains_faster_in_fp32.cache_clear()
-    monkeypatch.setattr(device_module, "_depthwise_seconds", depthwise_seconds)
-    yield timings, calls
-    depthwise_trains_faster_in_fp32.cache_clear()
+@pytest.mark.parametrize(
+    ("device", "dilated", "fp32"),
+    [(CPU, True, True), (CPU, False, False), (CUDA, True, False), (CUDA, False, False)],
+)
+def test_only_dilated_depthwise_convs_train_in_fp32_and_only_on_cpu(device, dilated, fp32):
+    assert depthwise_trains_faster_in_fp32(device, dilated) is fp32
 
 
-@pytest.mark.parametrize(("fp32_s", "autocast_s", "fp32"), [(1.0, 2.0, True), (2.0, 1.0, False)])
-def test_depthwise_convs_take_the_faster_precision_measured_once(
-    measured, fp32_s, autocast_s, fp32
-):
-    timings, calls = measured
-    timings[True] = (fp32_s, autocast_s)
-    assert depthwise_trains_faster_in_fp32(CPU, True) is fp32
-    assert depthwise_trains_faster_in_fp32(CPU, True) is fp32
-    assert calls == [("cpu", True)]
-
-
-def test_gpus_keep_autocast_for_depthwise_convs_without_measuring(measured):
-    _, calls = measured
-    assert depthwise_trains_faster_in_fp32(CUDA, True) is False
-    assert calls == []
-
-
-def test_prepare_decides_dilated_and_plain_depthwise_convs_separately(measured):
-    timings, _ = measured
-    timings[True], timings[False] = (1.0, 2.0), (2.0, 1.0)
+def test_prepare_decides_dilated_and_plain_depthwise_convs_separately():
     model = prepare(build_model("dilated"), CPU)
     separable = [m for m in model.modules() if isinstance(m, DepthwiseSeparableConv2d)]
     assert {m.train_depthwise_in_fp32 for m in separable} == {True, False}
