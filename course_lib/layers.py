@@ -86,8 +86,9 @@ class DepthwiseSeparableConv2d(nn.Module):
         self.pointwise = nn.Conv2d(c_in, c_out, 1, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        training = torch.is_grad_enabled()
-        if self.train_depthwise_in_fp32 and training and torch.is_autocast_enabled(x.device.type):
+        # Only while gradients are recorded: the bf16 backward pass is the slow one.
+        fp32 = self.train_depthwise_in_fp32 and torch.is_grad_enabled()
+        if fp32 and torch.is_autocast_enabled(x.device.type):
             with torch.autocast(x.device.type, enabled=False):
                 x = self.depthwise(x.float())
             return self.pointwise(x)

@@ -15,7 +15,7 @@ from course_lib.device import (
 from course_lib.layers import DepthwiseSeparableConv2d
 from course_lib.models import build_model
 
-CUDA = torch.device("cuda")
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
 
 def fake_gpu(monkeypatch, native_bf16: bool):
@@ -45,9 +45,6 @@ def test_cpu_trains_in_bf16_without_a_scaler():
     cpu = torch.device("cpu")
     assert autocast_dtype(cpu) == torch.bfloat16
     assert not grad_scaler(cpu).is_enabled()
-
-
-CPU = torch.device("cpu")
 
 
 @pytest.mark.parametrize(
