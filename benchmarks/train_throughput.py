@@ -1,16 +1,26 @@
-"""Training throughput (images/s): course_lib's training step against a plain fp32 loop.
+"""Training throughput (images/s): course_lib's training step against plainer precisions.
 
-The plain loop is written the way the public solutions of this assignment write theirs:
-fp32, default memory layout, ``optimizer.zero_grad(); loss.backward(); optimizer.step()``.
-Same model, same batches (pre-loaded, so the data pipeline is out of the picture), same
-process, alternating so that machine noise hits both alike.
+Four ways to run the same step on the same model and batches (pre-loaded, so the data
+pipeline is out of the picture), alternating in one process so that machine noise hits all:
+
+- plain fp32: the loop as the public solutions of this assignment write it: fp32, default
+  memory layout, ``optimizer.zero_grad(); loss.backward(); optimizer.step()``;
+- fp32 channels_last: course_lib's step without autocast;
+- bf16 everywhere: course_lib's step with every conv under bf16 autocast (before issue 11);
+- course_lib: bf16 autocast with the depthwise convs that ``device.prepare`` picks (the
+  dilated ones on CPU) trained in fp32.
+
+The time per layer type, in each precision, is ``benchmarks/precision_per_layer.py``.
 
     python benchmarks/train_throughput.py [--batches 10] [--repeats 3]
 
-Measured on the 2-core CPU machine (torch 2.14, 2 threads), build_model("dilated"), batch 256:
-plain fp32 68 images/s, course_lib 233 images/s: 3.43x (results/train_throughput.json).
-The course's previous final model, with a quarter of the multiply-adds at 2x2, gave 298 vs
-825 images/s (2.77x).
+Measured on the 2-core CPU machine (AMD EPYC with avx512_bf16, no AMX; torch 2.14,
+2 threads; no other job running, load average 1.4-1.9), build_model("dilated"), batch 256,
+``--batches 4 --repeats 3``: plain fp32 59, fp32 channels_last 98, bf16 everywhere 174,
+course_lib 197 images/s: 3.31x the plain loop, 2.0x fp32 channels_last, 1.13x bf16
+everywhere (results/train_throughput.json). The 3.43x (233 vs 68 images/s) recorded
+before, for bf16 everywhere, came from another 2-core machine; issue 11's Xeon with AMX
+gave 2.24x.
 """
 
 from __future__ import annotations
@@ -18,12 +28,21 @@ from __future__ import annotations
 import argparse
 import copy
 import itertools
+import statistics
+import time
 
 import torch
 import torch.nn.functional as F
-from _common import BATCH_SIZE, loaders, median_seconds, save
+from _common import BATCH_SIZE, loaders, save
 
-from course_lib.device import autocast, default_device, prepare, to_device
+from course_lib.device import (
+    autocast,
+    default_device,
+    depthwise_trains_faster_in_fp32,
+    prepare,
+    to_device,
+)
+from course_lib.layers import DepthwiseSeparableConv2d
 from course_lib.models import build_model
 from course_lib.train import TrainConfig, make_optimizer
 
@@ -35,8 +54,8 @@ def plain_fp32_step(model, opt, x, y):
     opt.step()
 
 
-def course_step(model, opt, x, y):
-    with autocast(x.device):
+def course_step(model, opt, x, y, amp=True):
+    with autocast(x.device, enabled=amp):
         loss = F.cross_entropy(model(x), y, label_smoothing=0.1)
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -56,38 +75,65 @@ def main() -> None:
     torch.manual_seed(0)
     base = build_model("dilated")
 
-    plain = copy.deepcopy(base).to(device)
-    plain_opt = torch.optim.SGD(plain.parameters(), lr=0.01, momentum=0.9)
-    plain_batches = [(x.to(device), y.to(device)) for x, y in batches]
+    def variant(step, *, channels_last=True, bf16_depthwise=False, **step_args):
+        model = prepare(copy.deepcopy(base), device) if channels_last else copy.deepcopy(base)
+        model = model.to(device)
+        if bf16_depthwise:  # undo prepare's choice: every conv under autocast
+            for m in model.modules():
+                if isinstance(m, DepthwiseSeparableConv2d):
+                    m.train_depthwise_in_fp32 = False
+        opt = (
+            torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+            if step is plain_fp32_step
+            else make_optimizer(model, TrainConfig(lr=0.01))
+        )
+        move = to_device if channels_last else lambda x, device: x.to(device)
+        data = [(move(x, device), y.to(device)) for x, y in batches]
 
-    ours = prepare(copy.deepcopy(base), device)
-    ours_opt = make_optimizer(ours, TrainConfig(lr=0.01))
-    our_batches = [(to_device(x, device), y.to(device)) for x, y in batches]
-
-    def run(step, model, opt, data):
-        def go():
+        def run():
             model.train()
             for x, y in data:
-                step(model, opt, x, y)
+                step(model, opt, x, y, **step_args)
             if device.type == "cuda":
                 torch.cuda.synchronize()
 
-        return go
+        return run
+
+    runs = {
+        "plain fp32": variant(plain_fp32_step, channels_last=False),
+        "fp32 channels_last": variant(course_step, amp=False),
+        "bf16 everywhere": variant(course_step, bf16_depthwise=True),
+        "course_lib": variant(course_step),
+    }
+    seconds = {name: [] for name in runs}
+    for _ in range(args.repeats + 1):  # the first round warms up; the variants alternate
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            seconds[name].append(time.perf_counter() - start)
 
     n = args.batches * args.batch_size
-    t_plain = median_seconds(run(plain_fp32_step, plain, plain_opt, plain_batches), args.repeats)
-    t_ours = median_seconds(run(course_step, ours, ours_opt, our_batches), args.repeats)
+    images_per_s = {name: n / statistics.median(s[1:]) for name, s in seconds.items()}
     result = {
+        "command": f"python benchmarks/train_throughput.py --batches {args.batches} "
+        f"--repeats {args.repeats} --batch-size {args.batch_size}",
         "images_per_timed_run": n,
-        "plain_fp32_images_per_s": n / t_plain,
-        "course_lib_images_per_s": n / t_ours,
-        "speedup": t_plain / t_ours,
+        "images_per_s": images_per_s,
+        "speedup_over_plain_fp32": {
+            k: v / images_per_s["plain fp32"] for k, v in images_per_s.items()
+        },
+        "depthwise_in_fp32": {
+            "dilated": depthwise_trains_faster_in_fp32(device, True),
+            "not dilated": depthwise_trains_faster_in_fp32(device, False),
+        },
         "device": device.type,
     }
     path = save("train_throughput", result)
-    print(f"plain fp32 loop : {result['plain_fp32_images_per_s']:8.0f} images/s")
-    print(f"course_lib step : {result['course_lib_images_per_s']:8.0f} images/s")
-    print(f"speed-up        : {result['speedup']:8.2f}x   ({device.type}; saved to {path.name})")
+    for name, rate in images_per_s.items():
+        print(f"{name:<20} {rate:8.0f} images/s  {rate / images_per_s['plain fp32']:5.2f}x")
+    print(
+        f"depthwise convs in fp32: {result['depthwise_in_fp32']}  ({device.type}; saved to {path.name})"
+    )
 
 
 if __name__ == "__main__":

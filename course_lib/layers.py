@@ -6,6 +6,7 @@ lessons 02, 04 and 06 assemble them into the C1-C2-C3-C4-output networks of ``mo
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 
@@ -55,8 +56,16 @@ class DepthwiseSeparableConv2d(nn.Module):
     Drop-in for ``nn.Conv2d(c_in, c_out, k)``; its weights number
     ``c_in*k*k + c_in*c_out`` instead of ``c_in*c_out*k*k``, a ratio of ``1/c_out + 1/k**2``.
 
+    With ``train_depthwise_in_fp32`` set, the depthwise conv leaves autocast while training and
+    runs in fp32: on CPU, the bf16 backward pass of a dilated depthwise conv is slower than
+    the fp32 one, unlike that of other convs, so ``device.prepare`` sets the flag there.
+    Without gradients (evaluation) it stays in bf16, whose forward pass is the faster one.
+    The pointwise conv, still under autocast, casts the fp32 map back to bf16.
+
     Used in lessons 01 and 04.
     """
+
+    train_depthwise_in_fp32 = False
 
     def __init__(
         self,
@@ -77,6 +86,12 @@ class DepthwiseSeparableConv2d(nn.Module):
         self.pointwise = nn.Conv2d(c_in, c_out, 1, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
+        # Only while gradients are recorded: the bf16 backward pass is the slow one.
+        fp32 = self.train_depthwise_in_fp32 and torch.is_grad_enabled()
+        if fp32 and torch.is_autocast_enabled(x.device.type):
+            with torch.autocast(x.device.type, enabled=False):
+                x = self.depthwise(x.float())
+            return self.pointwise(x)
         return self.pointwise(self.depthwise(x))
 
 
