@@ -11,7 +11,6 @@ Used in lesson 04.
 from __future__ import annotations
 
 import argparse
-import copy
 import csv
 import itertools
 import json
@@ -33,6 +32,7 @@ from .receptive_field import (
     _model_dtype_device,
     _pair,
     empirical_receptive_field,
+    positive_probe,
     receptive_field,
 )
 
@@ -131,16 +131,9 @@ def _gradient_rf(model: nn.Module, input_size) -> int:
     (positive weights, identity BatchNorm, float64, an all-ones input), from the centre of the
     last feature map the recorder saw. Max-pooling passes gradient to one input per window, so
     for a net with max-pooling this is a lower bound."""
-    m = copy.deepcopy(model).double().eval()
-    with torch.no_grad():
-        for mod in m.modules():
-            if isinstance(mod, nn.modules.conv._ConvNd):
-                mod.weight.fill_(1.0 / mod.weight[0].numel())
-                if mod.bias is not None:
-                    mod.bias.zero_()
-            elif isinstance(mod, nn.modules.batchnorm._BatchNorm):
-                mod.reset_parameters()  # running mean 0, variance 1, weight 1, bias 0
-    x = torch.ones(1, *input_size, dtype=torch.float64, requires_grad=True)
+    m = positive_probe(model)
+    _, device = _model_dtype_device(m)
+    x = torch.ones(1, *input_size, dtype=torch.float64, device=device, requires_grad=True)
     rec = _Recorder()
     try:
         with rec:

@@ -873,6 +873,31 @@ def _centre_grad(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return grad
 
 
+def positive_probe(model: nn.Module) -> nn.Module:
+    """A float64 copy in eval mode whose gradients only add up: every conv averages its window
+    (positive weights, no bias) and every BatchNorm is the identity. The gradient of one unit
+    with respect to the input is then non-zero exactly on its receptive field, never cancelled.
+
+    Used by ``empirical_receptive_field`` and the grader.
+    """
+    m = copy.deepcopy(model).double().eval()
+    _, device = _model_dtype_device(m)
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, nn.modules.conv._ConvNd):
+                mod.weight.fill_(1.0 / mod.weight[0].numel())
+                if mod.bias is not None:
+                    mod.bias.zero_()
+            elif isinstance(mod, nn.modules.batchnorm._BatchNorm):
+                mod.track_running_stats = True
+                mod.running_mean = torch.zeros(mod.num_features, dtype=torch.float64, device=device)
+                mod.running_var = torch.ones(mod.num_features, dtype=torch.float64, device=device)
+                if mod.affine:
+                    mod.weight.fill_(1.0)
+                    mod.bias.zero_()
+    return m
+
+
 def empirical_receptive_field(
     model: nn.Module, input_size=(3, 96, 96), layer: str | None = None
 ) -> MeasuredRF:
@@ -894,21 +919,8 @@ def empirical_receptive_field(
     """
     caller = "empirical_receptive_field"
     size = _check_input_size(input_size, caller)
-    m = copy.deepcopy(model).double().eval()
+    m = positive_probe(model)
     _, device = _model_dtype_device(m)
-    with torch.no_grad():
-        for mod in m.modules():
-            if isinstance(mod, nn.modules.conv._ConvNd):
-                mod.weight.fill_(1.0 / mod.weight[0].numel())
-                if mod.bias is not None:
-                    mod.bias.zero_()
-            elif isinstance(mod, nn.modules.batchnorm._BatchNorm):
-                mod.track_running_stats = True
-                mod.running_mean = torch.zeros(mod.num_features, dtype=torch.float64, device=device)
-                mod.running_var = torch.ones(mod.num_features, dtype=torch.float64, device=device)
-                if mod.affine:
-                    mod.weight.fill_(1.0)
-                    mod.bias.zero_()
     x = torch.ones(1, *size, dtype=torch.float64, device=device, requires_grad=True)
     y = _forward_to(m, x, layer, caller, surrogate_maxpool=True)
     grad = _centre_grad(y, x)[0].abs().sum(0).cpu().numpy()

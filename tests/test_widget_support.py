@@ -18,15 +18,12 @@ import course_lib.augment_widgets as augment_widgets
 import course_lib.conv_drawing as conv_drawing
 import course_lib.rf_widgets as rf_widgets
 import course_lib.widget_support as widget_support
-from course_lib.receptive_field import LayerSpec
+
+from .test_rf_widgets import EXAMPLE
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 ROOT = Path(__file__).resolve().parents[1]
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
-EXAMPLE = [LayerSpec("conv", padding=1)] * 3 + [
-    LayerSpec("conv", stride=2, padding=1),
-    LayerSpec("conv", padding=2, dilation=2),
-]
 
 
 @pytest.fixture(autouse=True)
