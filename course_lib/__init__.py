@@ -7,7 +7,8 @@ Every lesson imports it and keeps its own cells short (after d2l). One concept p
 - ``layers``          conv building blocks (depthwise- and spatial-separable, dilated, 1x1)
 - ``models``          ``build_model("dilated" | "strided" | "maxpool")``
 - ``receptive_field`` analytic and gradient-measured receptive fields
-- ``train``           the one-cycle trainer with checkpoints and resume
+- ``train``           the one-cycle trainer: checkpoints, exact resume, runs/ by default
+- ``grader``          every rule of the assignment measured on a model (``python -m course_lib check``)
 - ``evaluate``        accuracy, confusion matrix, misclassified examples, flip TTA
 - ``plots``           image grids, curves, confusion heatmaps
 """
