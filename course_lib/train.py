@@ -38,7 +38,15 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .device import autocast, default_device, grad_scaler, prepare, to_device
+from .device import (
+    autocast,
+    autocast_dtype,
+    default_device,
+    depthwise_trains_faster_in_fp32,
+    grad_scaler,
+    prepare,
+    to_device,
+)
 
 if TYPE_CHECKING:
     from .augment import AugmentConfig
@@ -396,12 +404,18 @@ def _train_epoch(model, loader, cfg, device, epoch, opt, sched, scaler, ema, tra
 
 
 def environment_info(device: torch.device) -> dict[str, Any]:
-    """Device and library versions, for the JSON record next to every checkpoint."""
+    """Device, precision and library versions, for the JSON record next to every checkpoint."""
     import albumentations
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    dtype = str(autocast_dtype(device)).removeprefix("torch.")
     return {
         "device": device.type,
+        "autocast": dtype,
+        # device.prepare's choice: dilated depthwise convs may train in fp32 inside the autocast
+        "dilated_depthwise_training": (
+            "float32" if depthwise_trains_faster_in_fp32(device, dilated=True) else dtype
+        ),
         "device_name": name or platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),

@@ -205,6 +205,8 @@ def test_run_writes_a_weights_only_state_dict_and_a_json_record(synthetic_npz, t
     assert 0 <= saved["history"][-1]["test_acc"] <= 1
     assert len(saved["normalize"]["mean"]) == 3 and len(saved["normalize"]["std"]) == 3
     assert {"torch", "albumentations", "device"} <= set(saved["environment"])
+    assert saved["environment"]["autocast"] == "bfloat16"  # on the CPU
+    assert saved["environment"]["dilated_depthwise_training"] == "float32"
     assert not (tmp_path / "model.resume.pt").exists()
     torch.load(tmp_path / "model.pt", weights_only=True)
     model, meta = load_checkpoint(tmp_path / "model")
