@@ -115,9 +115,6 @@ def predict(
     return Evaluation(torch.cat(probs).numpy(), torch.cat(labels).numpy(), tta)
 
 
-FINAL_CHECKPOINT = "checkpoints/final_dilated"
-
-
 def published_checkpoint(root: str | Path | None = None) -> Path:
     """Path (without suffix) of the committed final model, downloading it if it is absent.
 
@@ -126,13 +123,13 @@ def published_checkpoint(root: str | Path | None = None) -> Path:
 
     Used in lesson 05.
     """
-    from .data import default_data_root
     from .links import fetch_committed
+    from .train import PUBLISHED_FOLDER, published_out
 
-    path = Path(root or default_data_root()) / FINAL_CHECKPOINT
+    path = published_out("dilated", root)
     for suffix in (".json", ".pt"):
         try:
-            fetch_committed(f"data/{FINAL_CHECKPOINT}{suffix}", Path(f"{path}{suffix}"))
+            fetch_committed(f"data/{PUBLISHED_FOLDER}/{path.name}{suffix}", Path(f"{path}{suffix}"))
         except FileNotFoundError as err:
             raise FileNotFoundError(f"{err}; train it with `make train ARGS=--publish`") from None
     return path

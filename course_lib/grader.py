@@ -14,7 +14,6 @@ import argparse
 import csv
 import itertools
 import json
-import os
 import sys
 import traceback
 import types
@@ -351,9 +350,9 @@ def _describe(err: BaseException, spec: str) -> str:
 def _accuracy(model: nn.Module, label: str, args: argparse.Namespace, weights: str | None) -> Rule:
     from .data import channel_stats, load_cifar10
     from .evaluate import predict, test_loader
-    from .train import TrainConfig, read_state, run
+    from .train import TrainConfig, dataset_label, read_state, run
 
-    dataset = "CIFAR-10 (JPEG copy)" if os.environ.get("CIFAR10_NPZ") else "CIFAR-10"
+    dataset = dataset_label()
     if weights:
         model.load_state_dict(read_state(weights))  # weights_only: never unpickles code
         data = load_cifar10(args.data_root, verbose=False)

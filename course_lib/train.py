@@ -472,6 +472,14 @@ def training_loaders(
     return train_loader, test_loader, {"mean": mean, "std": std}
 
 
+def dataset_label() -> str:
+    """How results name their data: the offline copy behind ``CIFAR10_NPZ`` went through JPEG.
+
+    Used by ``run`` and the grader.
+    """
+    return "CIFAR-10 (JPEG copy)" if os.environ.get("CIFAR10_NPZ") else "CIFAR-10"
+
+
 def default_out(cfg: TrainConfig) -> Path:
     """Where a run writes when no ``out`` is given: ``runs/<model>_seed<seed>`` (git-ignored).
 
@@ -482,19 +490,20 @@ def default_out(cfg: TrainConfig) -> Path:
     return default_data_root().parent / "runs" / f"{cfg.model}_seed{cfg.seed}"
 
 
-def published_out(model: str) -> Path:
+PUBLISHED_FOLDER = "checkpoints"  # under the data root: the tracked results lessons read
+OUTPUT_SUFFIXES = {"weights": ".pt", "record": ".json", "resume": ".resume.pt"}
+
+
+def published_out(model: str, root: str | Path | None = None) -> Path:
     """The course's published checkpoint of ``model`` (tracked in git), without suffix."""
     from .data import default_data_root
 
-    return default_data_root() / "checkpoints" / f"final_{model}"
+    return Path(root or default_data_root()) / PUBLISHED_FOLDER / f"final_{model}"
 
 
 def output_files(out: str | Path) -> dict[str, Path]:
     """``<out>.pt``, ``<out>.json`` and ``<out>.resume.pt``: the names exactly, dots and all."""
     return {kind: Path(f"{out}{suffix}") for kind, suffix in OUTPUT_SUFFIXES.items()}
-
-
-OUTPUT_SUFFIXES = {"weights": ".pt", "record": ".json", "resume": ".resume.pt"}
 
 
 def check_output(out: str | Path, publish: bool = False) -> dict[str, Path]:
@@ -504,8 +513,6 @@ def check_output(out: str | Path, publish: bool = False) -> dict[str, Path]:
     that cannot be written, and, unless ``publish``, replacing the files of the published
     checkpoints folder (``data/checkpoints``), which lessons and tests read.
     """
-    from .data import default_data_root
-
     out = Path(out)
     if out.is_dir() or str(out).endswith(("/", "\\")):
         raise ValueError(
@@ -515,7 +522,7 @@ def check_output(out: str | Path, publish: bool = False) -> dict[str, Path]:
     if blocker is not None:
         raise ValueError(f"cannot write '{out}.pt': '{blocker}' is a file, not a folder")
     files = output_files(out)
-    published = (default_data_root() / "checkpoints").resolve()
+    published = published_out(TrainConfig.model).parent.resolve()
     taken = [f for f in (files["weights"], files["record"]) if f.exists()]
     if taken and not publish and out.parent.resolve() == published:
         raise ValueError(
@@ -586,7 +593,7 @@ def run(
         "final_test_acc": result.history[-1]["test_acc"],
         "wall_seconds": result.seconds,
         "environment": environment_info(device),
-        "dataset": "CIFAR-10 (JPEG copy)" if os.environ.get("CIFAR10_NPZ") else "CIFAR-10",
+        "dataset": dataset_label(),
     }
     state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
     _save_atomic(state, files["weights"])
