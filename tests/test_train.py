@@ -17,6 +17,7 @@ from course_lib.train import (
     history_table,
     one_cycle,
     run,
+    step_decay,
 )
 
 CPU = torch.device("cpu")
@@ -52,6 +53,34 @@ def test_one_cycle_warms_up_from_1_25th_to_peak_then_anneals_to_zero():
     assert one_cycle(20, total, 0.2) == pytest.approx(1.0)
     assert one_cycle(60, total, 0.2) == pytest.approx(0.5)
     assert one_cycle(100, total, 0.2) == 0.0
+
+
+def test_step_decay_halves_the_rate_every_quarter_of_the_run_without_warm_up():
+    assert [step_decay(s, 100) for s in (0, 24, 25, 49, 50, 75, 99)] == [
+        1.0,
+        1.0,
+        0.5,
+        0.5,
+        0.25,
+        0.125,
+        0.125,
+    ]
+
+
+def test_fit_follows_the_schedule_the_config_names():
+    train, test = loaders()
+    for schedule, multiplier in (("one_cycle", one_cycle), ("step", step_decay)):
+        torch.manual_seed(0)
+        config = cfg(epochs=4, schedule=schedule)
+        history = fit(tiny_model(), train, test, config, device=CPU, progress=False).history
+        steps = 4 * len(train)
+        expected = [config.lr * multiplier(e * len(train), steps, config.warmup) for e in (1, 2, 3)]
+        assert [h["lr"] for h in history[:3]] == pytest.approx(expected)
+
+
+def test_an_unknown_schedule_is_refused_before_training():
+    with pytest.raises(ValueError, match="schedule='cosine'"):
+        cfg(schedule="cosine").validate()
 
 
 def test_fit_learns_a_separable_task_and_records_every_epoch():
