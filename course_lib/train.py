@@ -488,14 +488,6 @@ def training_loaders(
     return train_loader, test_loader, {"mean": mean, "std": std}
 
 
-def dataset_label() -> str:
-    """How results name their data: the offline copy behind ``CIFAR10_NPZ`` went through JPEG.
-
-    Used by ``run`` and the grader.
-    """
-    return "CIFAR-10 (JPEG copy)" if os.environ.get("CIFAR10_NPZ") else "CIFAR-10"
-
-
 def default_out(cfg: TrainConfig) -> Path:
     """Where a run writes when no ``out`` is given: ``runs/<model>_seed<seed>`` (git-ignored).
 
@@ -587,7 +579,8 @@ def run(
     seed_everything(cfg.seed)
     model = model if model is not None else build_model(cfg.model)  # before the slow data load
     aug = AugmentConfig(cutout_p=cfg.cutout_p)
-    train_loader, test_loader, normalize = training_loaders(cfg, load_cifar10(data_root), aug)
+    data = load_cifar10(data_root)
+    train_loader, test_loader, normalize = training_loaders(cfg, data, aug)
     result = fit(
         model,
         train_loader,
@@ -609,7 +602,7 @@ def run(
         "final_test_acc": result.history[-1]["test_acc"],
         "wall_seconds": result.seconds,
         "environment": environment_info(device),
-        "dataset": dataset_label(),
+        "dataset": data.label,
     }
     state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
     _save_atomic(state, files["weights"])

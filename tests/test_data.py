@@ -79,7 +79,10 @@ def test_load_reads_the_npz_named_by_cifar10_npz(tmp_path, monkeypatch, capsys):
     assert data.y_train.dtype == np.int64 and data.y_test.dtype == np.int64
     assert data.classes == cd.CLASSES and isinstance(data.classes[0], str)
     # one line naming the source, and no machine path in it (notebook output stays stable)
-    assert capsys.readouterr().out == "CIFAR-10 from $CIFAR10_NPZ: 40 train, 20 test images\n"
+    # an unknown file is named by its fingerprint, never passed off as the real test set
+    label = f"CIFAR-10 (unverified copy {cd.test_fingerprint(data.x_test)})"
+    assert data.label == label
+    assert capsys.readouterr().out == f"{label} from $CIFAR10_NPZ: 40 train, 20 test images\n"
     assert not (tmp_path / "unused").exists()
 
 
@@ -326,6 +329,25 @@ def cifar10():
     if not os.environ.get(cd.ENV_VAR):
         pytest.skip("CIFAR10_NPZ is not set")
     return load_cifar10(verbose=False)
+
+
+def test_the_label_comes_from_the_test_images_not_from_the_source(monkeypatch):
+    x_test = synthetic_arrays()["x_test"]
+    assert cd.dataset_label(x_test, from_torchvision=True) == "CIFAR-10"
+    monkeypatch.setitem(cd.KNOWN_COPIES, cd.test_fingerprint(x_test), "CIFAR-10 (some copy)")
+    assert cd.dataset_label(x_test, from_torchvision=True) == "CIFAR-10 (some copy)"
+    changed = x_test.copy()
+    changed[0, 0, 0, 0] ^= 1  # one pixel off is another copy
+    assert cd.dataset_label(changed, from_torchvision=False).startswith("CIFAR-10 (unverified")
+
+
+def test_a_subset_keeps_the_label_of_its_data():
+    data = synthetic_data()._replace(label="CIFAR-10 (some copy)")
+    assert subset(data, 10, 10).label == "CIFAR-10 (some copy)"
+
+
+def test_real_offline_copy_is_recognised_as_the_jpeg_copy(cifar10):
+    assert cifar10.label == "CIFAR-10 (JPEG copy)"
 
 
 def test_real_cifar10_has_the_official_shapes(cifar10):
