@@ -11,7 +11,9 @@ compute. Every convolution is drawn as a direct, stride-``s`` sweep over a *canv
   the bottom and right), swept at stride 1 by the flipped kernel.
 
 ``conv_by_taps`` computes a convolution from exactly the taps the drawing shows, and the tests
-check it against PyTorch, so the pictures cannot drift from what the layers compute.
+check it against PyTorch, so the pictures cannot drift from what the layers compute. The channel
+view of a standard conv (``draw_conv_volume``: filters as ``k x k x c_in`` blocks) is counted the
+same way, by ``filter_window`` and ``conv_volume_counts``.
 Used in lesson 01.
 """
 
