@@ -236,9 +236,12 @@ def comparison_table(
 
 
 def separable_ratio_table(c_in: int, c_outs: Sequence[int], kernel: int = 3) -> str:
-    """Parameters of a standard and a depthwise-separable conv, their ratio, and ``1/c_out + 1/k^2``.
+    """Parameters of a standard and a depthwise-separable conv, split into the formula's two terms.
 
-    Both layers are built (without bias) and their parameters counted. Used in lesson 01.
+    Both layers are built (without bias) and their parameters counted. The columns divide each
+    half of the separable pair by the standard conv: the depthwise half is the ``1/c_out`` term,
+    the pointwise half the ``1/k^2`` term; their sum is the measured ratio, printed beside
+    ``1/c_out + 1/k^2``. Used in lesson 01.
     """
     _check_sizes("separable_ratio_table", c_in=c_in, kernel=kernel)
     if not c_outs:
@@ -247,18 +250,32 @@ def separable_ratio_table(c_in: int, c_outs: Sequence[int], kernel: int = 3) -> 
     for c_out in c_outs:
         _check_sizes("separable_ratio_table", c_out=c_out)
         standard = count_parameters(nn.Conv2d(c_in, c_out, kernel, bias=False))
-        separable = count_parameters(DepthwiseSeparableConv2d(c_in, c_out, kernel))
+        pair = DepthwiseSeparableConv2d(c_in, c_out, kernel)
+        depthwise, pointwise = count_parameters(pair.depthwise), count_parameters(pair.pointwise)
         rows.append(
             [
                 str(c_out),
                 f"{standard:,}",
-                f"{separable:,}",
-                f"{separable / standard:.4f}",
+                f"{depthwise:,}",
+                f"{pointwise:,}",
+                f"{depthwise / standard:.4f}",
+                f"{pointwise / standard:.4f}",
+                f"{(depthwise + pointwise) / standard:.4f}",
                 f"{1 / c_out + 1 / kernel**2:.4f}",
             ]
         )
-    header = ["c_out", "standard", "separable", "measured ratio", "1/c_out + 1/k^2"]
-    return _format_table(header, rows) + f"\nc_in = {c_in}, k = {kernel}"
+    header = [
+        "c_out",
+        "standard",
+        "depthwise",
+        "pointwise",
+        "dw/std",
+        "pw/std",
+        "sum",
+        "1/c_out + 1/k^2",
+    ]
+    note = f"c_in = {c_in}, k = {kernel}, 1/k^2 = {1 / kernel**2:.4f}"
+    return _format_table(header, rows) + "\n" + note
 
 
 # ---------------------------------------------------------------------------- rank 1

@@ -11,7 +11,9 @@ compute. Every convolution is drawn as a direct, stride-``s`` sweep over a *canv
   the bottom and right), swept at stride 1 by the flipped kernel.
 
 ``conv_by_taps`` computes a convolution from exactly the taps the drawing shows, and the tests
-check it against PyTorch, so the pictures cannot drift from what the layers compute.
+check it against PyTorch, so the pictures cannot drift from what the layers compute. The channel
+view of a standard conv (``draw_conv_volume``: filters as ``k x k x c_in`` blocks) is counted the
+same way, by ``filter_window`` and ``conv_volume_counts``.
 Used in lesson 01.
 """
 
@@ -24,7 +26,7 @@ import ipywidgets as widgets
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
-from matplotlib.patches import Patch, Rectangle
+from matplotlib.patches import Patch, Polygon, Rectangle
 from torch import nn
 
 from .layers import DepthwiseSeparableConv2d
@@ -41,10 +43,14 @@ __all__ = [
     "kernel_taps",
     "spread_input",
     "conv_by_taps",
+    "filter_window",
+    "VolumeCounts",
+    "conv_volume_counts",
     "filmstrip_positions",
     "draw_conv",
     "draw_spatial_separable",
     "draw_depthwise_separable",
+    "draw_conv_volume",
     "PRESETS",
     "conv_explorer",
 ]
@@ -301,6 +307,54 @@ def conv_by_taps(x: np.ndarray, w: np.ndarray, geom: ConvGeometry) -> np.ndarray
             ]
             out += w[a, b] * window
     return out
+
+
+def filter_window(geom: ConvGeometry, c_in: int, i: int, j: int) -> list[tuple[int, int, int]]:
+    """Cells ``(channel, row, col)`` of the canvas that one filter reads to compute output ``(i, j)``.
+
+    A standard conv's filter is a ``k x k x c_in`` block of weights: the ``k x k`` taps of
+    ``kernel_taps`` on every input channel, one weight per cell. So the list has one entry per
+    weight of the filter and per multiply-add behind one output value. Rows and columns are
+    canvas cells (input row = canvas row - padding). Used in lesson 01.
+    """
+    if geom.transposed:
+        raise ValueError("filter_window: draws a conv's filter; got a transposed geometry")
+    if not isinstance(c_in, int) or isinstance(c_in, bool) or c_in < 1:
+        raise ValueError(f"filter_window: c_in must be a positive int, got {c_in!r}")
+    taps = kernel_taps(geom, i, j)
+    return [(c, r, col) for c in range(c_in) for r, col in taps]
+
+
+@dataclass(frozen=True)
+class VolumeCounts:
+    """What a standard conv with ``c_out`` filters of ``k x k x c_in`` computes, by counting cells."""
+
+    weights: int  # c_out filters, one weight per cell of the filter window
+    macs_per_output: int  # cells in one filter window
+    outputs: int  # c_out channels of h_out x w_out values
+
+    @property
+    def mult_adds(self) -> int:
+        return self.outputs * self.macs_per_output
+
+    def __str__(self) -> str:
+        return (
+            f"{self.outputs:,} outputs x {self.macs_per_output:,} multiply-adds each = "
+            f"{self.mult_adds:,} multiply-adds; {self.weights:,} weights"
+        )
+
+
+def conv_volume_counts(geom: ConvGeometry, c_in: int, c_out: int) -> VolumeCounts:
+    """Weights and multiply-adds of ``geom.module(c_in, c_out)``, counted from the drawing.
+
+    Counted from ``filter_window`` rather than from a formula or a module, so that comparing
+    the result with ``conv_cost`` checks the drawing. Used in lesson 01.
+    """
+    if not isinstance(c_out, int) or isinstance(c_out, bool) or c_out < 1:
+        raise ValueError(f"conv_volume_counts: c_out must be a positive int, got {c_out!r}")
+    window = len(filter_window(geom, c_in, 0, 0))
+    ho, wo = geom.output_shape
+    return VolumeCounts(weights=c_out * window, macs_per_output=window, outputs=c_out * ho * wo)
 
 
 def filmstrip_positions(geom: ConvGeometry, n_panels: int = 4) -> list[tuple[int, int]]:
@@ -611,6 +665,162 @@ def draw_depthwise_separable(
         f"depthwise-separable: {n_dw} + {n_pw} = {n_dw + n_pw} weights; "
         f"a standard {kernel}x{kernel} conv would need {n_std}",
         fontsize=10,
+    )
+    return fig
+
+
+_SHEAR = (0.5, 0.35)  # screen offset per cell of depth (rows run into the page)
+
+
+def _oblique(
+    x0: float, z0: float, points: Sequence[tuple[float, float]]
+) -> list[tuple[float, float]]:
+    """Project ``(col, depth)`` points of a flat slab whose front-left corner is at (x0, z0)."""
+    sx, sy = _SHEAR
+    return [(x0 + x + d * sx, z0 + d * sy) for x, d in points]
+
+
+def _slab_cell(ax: Axes, x0: float, z0: float, n: int, r: int, c: int, **style) -> None:
+    d = n - 1 - r  # row 0 at the back, as in an image seen from above its bottom edge
+    ax.add_patch(
+        Polygon(_oblique(x0, z0, [(c, d), (c + 1, d), (c + 1, d + 1), (c, d + 1)]), **style)
+    )
+
+
+def _slab(ax: Axes, x0: float, z0: float, n: int, colour: str) -> None:
+    for r in range(n):
+        for c in range(n):
+            _slab_cell(ax, x0, z0, n, r, c, facecolor=colour, alpha=0.22, edgecolor="white")
+
+
+def _window_corners(x0: float, z0: float, n: int, i: int, j: int, k: int) -> list:
+    return _oblique(x0, z0, [(j, n - i - k), (j + k, n - i - k), (j + k, n - i), (j, n - i)])
+
+
+def _box(ax: Axes, x0: float, z0: float, k: int, colours: Sequence[str], alpha: float) -> None:
+    """A ``k x k x len(colours)`` block: front face in one band per channel, top face on top."""
+    sx, sy = _SHEAR
+    band = 0.45  # height of one channel's band
+    for c, colour in enumerate(colours):  # channel 0 on top, as in the input stack
+        z = z0 + (len(colours) - 1 - c) * band
+        front = [(x0, z), (x0 + k, z), (x0 + k, z + band), (x0, z + band)]
+        side = [(x0 + k, z), (x0 + k + k * sx, z + k * sy), (x0 + k + k * sx, z + band + k * sy)]
+        side.append((x0 + k, z + band))
+        style = dict(facecolor=colour, alpha=alpha, edgecolor="white", linewidth=0.8)
+        ax.add_patch(Polygon(front, **style))
+        ax.add_patch(Polygon(side, **{**style, "alpha": alpha * 0.6}))
+    top = z0 + len(colours) * band
+    for r in range(k):
+        for c in range(k):
+            cell = [(c, r), (c + 1, r), (c + 1, r + 1), (c, r + 1)]
+            ax.add_patch(
+                Polygon(
+                    _oblique(x0, top, cell), facecolor=colours[0], alpha=alpha, edgecolor="white"
+                )
+            )
+
+
+def draw_conv_volume(
+    c_in: int = 3,
+    c_out: int = 4,
+    size: int = 5,
+    kernel: int = 3,
+    position: tuple[int, int] = (1, 1),
+) -> Figure:
+    """A standard conv in three dimensions: ``c_out`` filters of ``k x k x c_in`` over a stack.
+
+    Left: the ``c_in`` input channels pulled apart, with the cells the first filter reads for
+    output ``position`` (``filter_window``). Middle: the ``c_out`` filters, each a block as deep
+    as the input. Right: the ``c_out`` output channels, one per filter, with the value the first
+    filter computes. The title's counts come from ``conv_volume_counts``. Unpadded, stride 1.
+    Used in lesson 01.
+    """
+    for name, value in (("c_in", c_in), ("c_out", c_out), ("size", size), ("kernel", kernel)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"draw_conv_volume: {name} must be a positive int, got {value!r}")
+    if kernel > size:
+        raise ValueError(
+            f"draw_conv_volume: a {kernel}x{kernel} kernel does not fit a {size}x{size} input"
+        )
+    geom = ConvGeometry(size, kernel)
+    i, j = position
+    n_out = geom.output_shape[0]
+    if not (0 <= i < n_out and 0 <= j < n_out):
+        raise ValueError(
+            f"draw_conv_volume: position {position} is outside the {n_out}x{n_out} output"
+        )
+    window = filter_window(geom, c_in, i, j)
+    counts = conv_volume_counts(geom, c_in, c_out)
+    sx, sy = _SHEAR
+    colours = [_CHANNELS[c % len(_CHANNELS)] for c in range(c_in)]
+    names = ["R", "G", "B"] if c_in == 3 else [f"channel {c}" for c in range(c_in)]
+
+    gap = 0.9
+    slab_in, slab_out = size * sy + gap, n_out * sy + gap
+    filter_h = c_in * 0.45 + kernel * sy + 0.5
+    height = max(c_in * slab_in, c_out * slab_out, c_out * filter_h)
+    z_in = [height - (c + 1) * slab_in for c in range(c_in)]  # channel 0 on top
+    z_out = [height - (o + 1) * max(slab_out, filter_h) for o in range(c_out)]
+    x_f = size + size * sx + 2.0
+    x_out = x_f + kernel + kernel * sx + 2.0
+
+    fig = _new_figure(min(10.0, (x_out + n_out * (1 + sx)) * 0.42 + 0.6), height * 0.42 + 1.2)
+    ax = fig.subplots()
+    for c in range(c_in):
+        _slab(ax, 0.0, z_in[c], size, colours[c])
+        ax.text(-0.3, z_in[c] + size * sy / 2, names[c], ha="right", va="center", fontsize=8)
+    for c, r, col in window:
+        _slab_cell(
+            ax, 0.0, z_in[c], size, r, col, facecolor=colours[c], alpha=0.9, edgecolor="white"
+        )
+    # The window on every channel is one block: join its corners from the top slab to the bottom.
+    top, bottom = (_window_corners(0.0, z, size, i, j, kernel) for z in (z_in[0], z_in[-1]))
+    for c in range(c_in):
+        ax.add_patch(Polygon(_window_corners(0.0, z_in[c], size, i, j, kernel), fill=False, lw=1.2))
+    for (xa, ya), (xb, yb) in zip(top, bottom, strict=True):
+        ax.plot([xa, xb], [ya, yb], color="black", lw=0.8, ls="--")
+
+    for o in range(c_out):
+        first = o == 0
+        _box(
+            ax,
+            x_f,
+            z_out[o],
+            kernel,
+            colours if first else ["#bdbdbd"] * c_in,
+            0.9 if first else 0.5,
+        )
+        _slab(ax, x_out, z_out[o] + 0.2, n_out, _CURRENT if first else "#737373")
+        f_mid = (x_f + kernel + kernel * sx / 2, z_out[o] + c_in * 0.45 / 2 + kernel * sy / 2)
+        ax.annotate(
+            "",
+            xy=(x_out - 0.2, z_out[o] + 0.2 + n_out * sy / 2),
+            xytext=(f_mid[0] + 0.3, f_mid[1]),
+            arrowprops=dict(arrowstyle="->", color="black" if first else "#969696", lw=0.9),
+        )
+    _slab_cell(ax, x_out, z_out[0] + 0.2, n_out, i, j, facecolor=_CURRENT, edgecolor="white")
+    # The first filter sits where the window is: an arrow from the block to the filter.
+    win_mid = np.mean(_window_corners(0.0, z_in[c_in // 2], size, i, j, kernel), axis=0)
+    ax.annotate(
+        "",
+        xy=(x_f - 0.2, z_out[0] + c_in * 0.45 / 2),
+        xytext=(win_mid[0] + kernel / 2 + 0.3, win_mid[1]),
+        arrowprops=dict(arrowstyle="->", color="black", lw=0.9),
+    )
+    label_y = height + 0.3
+    for x, text in (
+        (size * (1 + sx) / 2, f"input\n{size}x{size}x{c_in}"),
+        (x_f + kernel * (1 + sx) / 2, f"{c_out} filters\neach {kernel}x{kernel}x{c_in}"),
+        (x_out + n_out * (1 + sx) / 2, f"output\n{n_out}x{n_out}x{c_out}"),
+    ):
+        ax.text(x, label_y, text, ha="center", va="bottom", fontsize=8)
+    ax.set_xlim(-1.6, x_out + n_out * (1 + sx) + 0.3)
+    ax.set_ylim(-0.3, label_y + 1.0)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    fig.suptitle(
+        f"one output value: {counts.macs_per_output} multiply-adds; the layer: {counts}",
+        fontsize=9,
     )
     return fig
 

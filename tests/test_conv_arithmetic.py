@@ -135,10 +135,22 @@ def test_comparison_table_rejects_an_unknown_baseline():
 def test_separable_ratio_table_measures_exactly_one_over_cout_plus_one_over_k2():
     table = separable_ratio_table(32, [16, 64], kernel=3)
     rows = [line.split() for line in table.splitlines()[2:4]]
-    for c_out, standard, separable, measured, formula in rows:
-        assert measured == formula
+    for c_out, standard, depthwise, pointwise, _dw, _pw, total, formula in rows:
+        assert total == formula
         assert int(standard.replace(",", "")) == 32 * int(c_out) * 9
-        assert int(separable.replace(",", "")) == 32 * 9 + 32 * int(c_out)
+        assert int(depthwise.replace(",", "")) == 32 * 9
+        assert int(pointwise.replace(",", "")) == 32 * int(c_out)
+
+
+def test_separable_ratio_table_puts_one_over_cout_on_the_depthwise_half():
+    # The depthwise half is the 1/c_out term and the pointwise half the 1/k^2 term, not the
+    # other way round: with k = 5 and c_out = 8 the two terms differ.
+    table = separable_ratio_table(16, [8], kernel=5)
+    header = table.splitlines()[0].split()
+    row = dict(zip(header, table.splitlines()[2].split(), strict=False))
+    assert float(row["dw/std"]) == pytest.approx(1 / 8, abs=5e-5)
+    assert float(row["pw/std"]) == pytest.approx(1 / 25, abs=5e-5)
+    assert table.splitlines()[-1] == "c_in = 16, k = 5, 1/k^2 = 0.0400"
 
 
 def test_rank_one_kernel_makes_the_separable_pair_equal_the_full_conv():

@@ -4,7 +4,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 
+from course_lib.conv_arithmetic import conv_cost
 from course_lib.conv_drawing import (
     CELL_INPUT,
     CELL_INSERTED,
@@ -14,10 +16,13 @@ from course_lib.conv_drawing import (
     canvas_cells,
     conv_by_taps,
     conv_explorer,
+    conv_volume_counts,
     draw_conv,
+    draw_conv_volume,
     draw_depthwise_separable,
     draw_spatial_separable,
     filmstrip_positions,
+    filter_window,
     kernel_taps,
     spread_input,
 )
@@ -202,3 +207,64 @@ def test_explorer_slider_follows_the_chosen_geometry_and_redraws():
 def test_explorer_refuses_presets_that_are_not_geometries():
     with pytest.raises(ValueError, match="preset 'x' is not a ConvGeometry"):
         conv_explorer({"x": (5, 3)})
+
+
+@pytest.mark.parametrize("geom", CONVS, ids=lambda g: g.describe())
+def test_the_filter_window_computes_what_conv2d_computes_on_every_channel(geom):
+    rng = np.random.default_rng(1)
+    c_in, c_out = 3, 2
+    x = rng.normal(size=(c_in, *geom.size))
+    w = rng.normal(size=(c_out, c_in, *geom.kernel))
+    canvas = np.stack([spread_input(x[c], geom) for c in range(c_in)])
+    expected = F.conv2d(
+        torch.tensor(x)[None], torch.tensor(w), stride=geom.stride,
+        padding=geom.padding, dilation=geom.dilation,
+    )[0].numpy()  # fmt: skip
+    ho, wo = geom.output_shape
+    kw = geom.kernel[1]
+    for o in range(c_out):
+        for i in range(ho):
+            for j in range(wo):
+                window = filter_window(geom, c_in, i, j)
+                # filter_window lists the cells channel by channel, in kernel order.
+                taps = [
+                    (c, t // kw, t % kw) for c in range(c_in) for t in range(len(window) // c_in)
+                ]
+                value = sum(
+                    canvas[cell] * w[o][tap] for cell, tap in zip(window, taps, strict=True)
+                )
+                assert value == pytest.approx(expected[o, i, j], abs=1e-12)
+
+
+@pytest.mark.parametrize("geom", CONVS, ids=lambda g: g.describe())
+def test_volume_counts_agree_with_the_measured_cost_of_the_module(geom):
+    counts = conv_volume_counts(geom, c_in=3, c_out=5)
+    cost = conv_cost(geom.module(3, 5), (3, *geom.size))
+    assert counts.weights == cost.params
+    assert counts.mult_adds == cost.mult_adds
+    assert counts.outputs == np.prod(cost.output_shape)
+
+
+def test_filter_window_is_k_by_k_on_every_input_channel():
+    window = filter_window(ConvGeometry(5, 3), 3, 1, 2)
+    assert len(window) == 27
+    assert {c for c, _, _ in window} == {0, 1, 2}
+    assert {(r, col) for _, r, col in window} == {(r, c) for r in (1, 2, 3) for c in (2, 3, 4)}
+    with pytest.raises(ValueError, match="c_in must be a positive int, got 0"):
+        filter_window(ConvGeometry(5, 3), 0, 0, 0)
+    with pytest.raises(ValueError, match="got a transposed geometry"):
+        filter_window(ConvGeometry(3, 3, transposed=True), 1, 0, 0)
+
+
+def test_draw_conv_volume_states_the_counts_of_the_rgb_layer():
+    fig = draw_conv_volume(c_in=3, c_out=4, size=5, kernel=3)
+    cost = conv_cost(torch.nn.Conv2d(3, 4, 3, bias=False), (3, 5, 5))
+    title = fig._suptitle.get_text()
+    assert f"= {cost.mult_adds:,} multiply-adds; {cost.params:,} weights" in title
+    assert title.startswith("one output value: 27 multiply-adds")
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert {"R", "G", "B", "input\n5x5x3", "4 filters\neach 3x3x3", "output\n3x3x4"} <= set(texts)
+    with pytest.raises(ValueError, match=r"position \(3, 0\) is outside the 3x3 output"):
+        draw_conv_volume(position=(3, 0))
+    with pytest.raises(ValueError, match="a 5x5 kernel does not fit a 4x4 input"):
+        draw_conv_volume(size=4, kernel=5)
