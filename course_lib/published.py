@@ -18,6 +18,9 @@ from torch import Tensor, nn
 
 from .receptive_field import receptive_field_table
 
+# What the write-up's model summary states: "Total params: 173,856".
+STATED_PARAMETERS = 173_856
+
 # What the write-up's comments state after each block: (output size, receptive field).
 CLAIMED: dict[str, tuple[int, int]] = {
     "convblock1": (32, 3),
@@ -102,7 +105,7 @@ class PublishedDilatedNet(nn.Module):
 
 
 def published_dilated_net(dropout: float = 0.1) -> PublishedDilatedNet:
-    """A fresh ``PublishedDilatedNet``: the write-up's model, 173,856 parameters.
+    """A fresh ``PublishedDilatedNet``: the write-up's model, ``STATED_PARAMETERS`` parameters.
 
     Used in lesson 02.
     """
