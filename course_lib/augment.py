@@ -1,7 +1,9 @@
 """The assignment's albumentations pipelines, and batch CutOut and RICAP for the ablation.
 
+``AugmentConfig()`` holds the settings the trainer uses: the one source of every augmentation
+setting, read by lesson 03, by ``course_lib.train`` (lesson 04) and by the ablations (lesson 06).
 Per-image pipelines (albumentations 2.0.8) expect uint8 HWC RGB images; the batch
-regularisers work on normalised float tensors (N, C, H, W). Used in lessons 03 and 04.
+regularisers work on normalised float tensors (N, C, H, W). Used in lessons 03, 04 and 06.
 """
 
 from __future__ import annotations
@@ -20,15 +22,20 @@ from albumentations.pytorch import ToTensorV2
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Augmentation hyperparameters, with units. Used in lessons 03 and 04."""
+    """Augmentation hyperparameters, with units; the defaults are what the trainer uses.
+
+    The assignment names the three transforms and fixes the hole (one, 16x16 px, the dataset
+    mean); it fixes no probability and no shift, scale or rotation range. Those are the
+    course's choices, kept here and nowhere else. Used in lessons 03, 04 and 06.
+    """
 
     flip_p: float = 0.5  # probability of a horizontal flip
     shift: float = 0.0625  # max shift, ± fraction of the side (2 px on 32 px)
-    scale: float = 0.1  # max zoom, ± fraction (0.9-1.1)
+    scale: float = 0.1  # max zoom, ± fraction (0.9-1.1), drawn per axis (see keep_ratio below)
     rotate: float = 15.0  # max rotation, ± degrees
     affine_p: float = 0.5  # probability of the shift-scale-rotate
     hole: int = 16  # CoarseDropout hole side, px
-    cutout_p: float = 0.5  # probability of the hole
+    cutout_p: float = 0.25  # probability of the hole (the course's choice, as for every p here)
 
     def __post_init__(self) -> None:
         for name in ("flip_p", "affine_p", "cutout_p"):
@@ -149,19 +156,22 @@ def shift_scale_rotate_as_affine(
     cfg: AugmentConfig = AugmentConfig(),
     border_mode: int = cv2.BORDER_REFLECT_101,
     p: float = 1.0,
+    keep_ratio: bool = False,
 ) -> A.Affine:
     """The assignment's ShiftScaleRotate, written as the ``A.Affine`` it is in albumentations 2.x.
 
     With the same seed it gives the same output as ``A.ShiftScaleRotate(shift_limit=cfg.shift,
     scale_limit=cfg.scale, rotate_limit=cfg.rotate, border_mode=border_mode)``, without that
     class's deprecation warning. ``border_mode`` defaults to reflect-101, the 1.x default;
-    2.x changed it to a constant black border. Used in lesson 03.
+    2.x changed it to a constant black border. ``keep_ratio=False`` is what 2.0.8's
+    ShiftScaleRotate passes: the x and y scales are drawn independently, so images stretch.
+    ``keep_ratio=True`` draws one scale for both axes, as 1.x's ShiftScaleRotate did; it
+    consumes the same random draws, so with one seed only the y scale differs. Used in lesson 03.
     """
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"p is a probability in [0, 1], got {p}.")
     # Affine instead of ShiftScaleRotate: in albumentations 2.x the latter is a deprecated
-    # special case of Affine and warns. These are the arguments ShiftScaleRotate passes
-    # (scale drawn per axis, as it does).
+    # special case of Affine and warns. These are the arguments ShiftScaleRotate passes.
     return A.Affine(
         scale=(1 - cfg.scale, 1 + cfg.scale),
         translate_percent={"x": (-cfg.shift, cfg.shift), "y": (-cfg.shift, cfg.shift)},
@@ -169,11 +179,28 @@ def shift_scale_rotate_as_affine(
         shear=(0, 0),
         interpolation=cv2.INTER_LINEAR,
         fit_output=False,
-        keep_ratio=False,
+        keep_ratio=keep_ratio,
         rotate_method="largest_box",
         border_mode=border_mode,
         p=p,
     )
+
+
+def affine_scales(transform: A.Affine, n: int = 1000, seed: int = 0) -> np.ndarray:
+    """``n`` scale pairs (x, y) that ``transform`` draws, as an (n, 2) array.
+
+    The draws are the transform's own (its parameter sampler, seeded from ``seed``), so
+    ``scales[:, 0] / scales[:, 1]`` is the stretch it applies to the aspect ratio. Used in
+    lesson 03.
+    """
+    if not isinstance(transform, A.Affine):
+        raise ValueError(f"transform must be an A.Affine, got {type(transform).__name__}.")
+    if not (isinstance(n, int) and n >= 1):
+        raise ValueError(f"n is the number of draws, a positive int, got {n!r}.")
+    transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
+    shape = {"shape": (32, 32, 3)}
+    draws = [transform.get_params_dependent_on_data(shape, {})["scale"] for _ in range(n)]
+    return np.array([(s["x"], s["y"]) for s in draws])
 
 
 def train_transforms(
@@ -188,7 +215,7 @@ def train_transforms(
     The hole always lies wholly inside the image (albumentations 2.0.8 draws its corner so).
     With ``seed`` two pipelines give the same sequence of outputs. In DataLoader workers,
     ``make_loaders`` reseeds each worker's copy from the loader seed; without that every
-    worker would repeat the same augmentations. Used in lessons 03 and 04.
+    worker would repeat the same augmentations. Used in lessons 03, 04 and 06.
     """
     mean_arr, std_arr = _check_mean_std(mean, std)
     pipeline = CheckedCompose(
@@ -264,7 +291,8 @@ def cutout_batch(
 
     Each square's centre is uniform over the image and the square is clipped at the borders,
     as in the paper (unlike CoarseDropout, whose hole always fits inside). ``fill=0`` is the
-    dataset mean after Normalize. Returns a new tensor. Used in lesson 04.
+    dataset mean after Normalize. Returns a new tensor. Used in lesson 03 and by the trainer's
+    ``batch_aug="cutout"`` (lesson 06).
     """
     _check_batch(x)
     if not (isinstance(size, int) and size > 0):
@@ -291,7 +319,8 @@ def ricap_batch(
     A boundary point (w, h) ~ W*Beta(beta, beta), H*Beta(beta, beta) splits every image into
     four rectangles; rectangle k is cut, at one random position, from the batch permuted by
     the k-th permutation. Returns the mixed images, the (N, 4) labels of the four sources and
-    the (4,) area weights (they sum to 1), for ``ricap_loss``. Used in lesson 04.
+    the (4,) area weights (they sum to 1), for ``ricap_loss``. Used in lesson 03 and by the
+    trainer's ``batch_aug="ricap"`` (lesson 06).
     """
     _check_batch(x)
     if beta <= 0:
@@ -328,7 +357,7 @@ def ricap_loss(
 ) -> torch.Tensor:
     """The area-weighted sum of ``criterion`` against each of the four source labels.
 
-    Used in lesson 04.
+    Used by the trainer's ``batch_aug="ricap"`` (lesson 06); lesson 03 describes it.
     """
     if labels4.ndim != 2 or labels4.shape[1] != 4 or weights.shape != (4,):
         raise ValueError(

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from course_lib.augment import (
     AugmentConfig,
+    affine_scales,
     apply_to_images,
     coarse_dropout_only,
     cutout_batch,
@@ -197,6 +198,59 @@ def test_pipeline_affine_is_shift_scale_rotate_as_affine_with_reflect_101():
     helper = shift_scale_rotate_as_affine(cfg, p=0.3)
     assert repr(ours) == repr(helper)
     assert helper.border_mode == cv2.BORDER_REFLECT_101
+
+
+def test_the_trainer_and_the_ablations_use_augment_configs_defaults():
+    # One source: what train.run builds from TrainConfig, and lesson 06's pipeline, are
+    # AugmentConfig() itself, the settings lesson 03 prints as the trainer's.
+    from course_lib.ablations import ASSIGNMENT_AUGMENT
+    from course_lib.train import TrainConfig
+
+    assert AugmentConfig(cutout_p=TrainConfig().cutout_p) == AugmentConfig()
+    assert AugmentConfig() == ASSIGNMENT_AUGMENT
+
+
+def disc_box_sides(images: np.ndarray) -> np.ndarray:
+    """Height and width of the dark disc's bounding box in each image, (N, 2)."""
+    sides = []
+    for img in images:
+        dark = img[..., 0] < 128
+        rows, cols = np.flatnonzero(dark.any(1)), np.flatnonzero(dark.any(0))
+        sides.append((rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1))
+    return np.array(sides)
+
+
+def test_shift_scale_rotate_stretches_images_and_keep_ratio_keeps_a_disc_round():
+    # 2.0.8's ShiftScaleRotate passes keep_ratio=False: x and y scales are drawn separately
+    with pytest.warns(UserWarning, match="ShiftScaleRotate is a special case of Affine"):
+        assert A.ShiftScaleRotate(scale_limit=0.3).keep_ratio is False
+    disc = np.full((64, 64, 3), 255, np.uint8)
+    cv2.circle(disc, (32, 32), 20, (0, 0, 0), -1)
+    only_scale = AugmentConfig(shift=0.0, scale=0.3, rotate=0.0)
+    discs = np.repeat(disc[None], 40, axis=0)
+    for keep_ratio, lo, hi in ((False, 6, 99), (True, 0, 1)):
+        out = apply_to_images(shift_scale_rotate_as_affine(only_scale, keep_ratio=keep_ratio), discs)
+        h, w = disc_box_sides(out).T
+        assert lo <= np.abs(h - w).max() <= hi, keep_ratio
+
+
+def test_affine_scales_are_the_draws_one_scale_with_keep_ratio_two_without():
+    stretched = affine_scales(shift_scale_rotate_as_affine(), n=500, seed=0)
+    single = affine_scales(shift_scale_rotate_as_affine(keep_ratio=True), n=500, seed=0)
+    assert stretched.shape == single.shape == (500, 2)
+    assert ((stretched >= 0.9) & (stretched <= 1.1)).all()
+    assert np.array_equal(single[:, 0], single[:, 1])
+    assert np.array_equal(stretched[:, 0], single[:, 0])  # same stream: only y differs
+    ratio = stretched[:, 0] / stretched[:, 1]
+    assert ratio.max() > 1.15 and ratio.min() < 1 / 1.15  # the limits are 1.1/0.9 and 0.9/1.1
+    with pytest.raises(ValueError, match="transform must be an A.Affine, got HorizontalFlip"):
+        affine_scales(A.HorizontalFlip())
+
+
+def test_1x_always_apply_is_dropped_with_a_warning_and_p_stays():
+    with pytest.warns(UserWarning, match="'always_apply' are not valid for transform"):
+        flip = A.HorizontalFlip(always_apply=True, p=0.5)
+    assert flip.p == 0.5 and flip.invalid_args == ["always_apply"]
 
 
 def test_shift_scale_rotate_as_affine_refuses_a_bad_probability_with_a_message():

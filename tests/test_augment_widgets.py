@@ -91,7 +91,7 @@ def test_zero_draws_are_refused_with_a_message(images):
 def test_config_title_names_every_setting():
     title = config_title(AugmentConfig())
     assert title == (
-        "flip p=0.50 | shift ±0.0625, scale ±0.1, rotate ±15°, p=0.50 | hole 16x16 px, p=0.50"
+        "flip p=0.50 | shift ±0.0625, scale ±0.1, rotate ±15°, p=0.50 | hole 16x16 px, p=0.25"
     )
 
 
@@ -123,7 +123,7 @@ def test_tuner_sliders_start_at_the_assignment_config_and_draw_at_once(images):
         "seed",
     ]
     values = [s.value for s in w.kwargs_widgets]
-    assert values == [0.5, 0.0625, 0.1, 15.0, 0.5, 16, 0.5, 0]
+    assert values == [0.5, 0.0625, 0.1, 15.0, 0.5, 16, 0.25, 0]
     assert all(not s.continuous_update for s in w.kwargs_widgets)
     assert np.array_equal(w.result, augmented_samples(images, AugmentConfig(), MEAN, STD, n=2))
     assert w.children[-1] is w.out  # the figure sits below the sliders
