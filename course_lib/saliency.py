@@ -27,6 +27,8 @@ class UnitGrid:
     Pixel ``k`` of the image is centred at ``k`` (as ``imshow`` draws it). Unit ``(i, j)`` of the
     ``size`` x ``size`` map is centred at ``first + i * jump`` down and ``first + j * jump``
     across; ``rf`` is the side of each unit's receptive field and ``image`` the side of the input.
+
+    Used in lesson 05.
     """
 
     layer: str
