@@ -561,67 +561,100 @@ def plot_per_class_accuracy(
 def plot_saliency(
     images,
     maps,
+    grids=None,
     labels=None,
+    preds=None,
     classes: Sequence[str] | None = None,
     alpha: float = 0.5,
     title: str | None = None,
     mean: Stats = None,
     std: Stats = None,
 ) -> Figure:
-    """Show each image above the same image with its saliency map overlaid.
+    """Show each image above the same image with each of its saliency maps overlaid.
 
-    ``maps`` is (N, h, w) in any range; each map is scaled to [0, 1] on its own and
-    stretched over its image, so a Grad-CAM map at 8x8 lines up with a 32x32 image.
+    ``maps`` is (N, h, w) in any range, or a dict of such arrays, one row of overlays per entry
+    (the key names the row); each map is scaled to [0, 1] on its own. ``grids`` places the
+    maps: a ``saliency.UnitGrid`` (or a dict of them, keyed like ``maps``) puts each unit at its
+    receptive field's centre and leaves the rest of the image uncovered; without one a map must
+    have the image's size. ``labels`` (true) and ``preds`` (predicted) title the columns.
 
     Used in lesson 05.
     """
     imgs = _check_batch(to_display(images, mean, std))
-    m = _to_numpy(maps).astype(float)
-    n = len(imgs)
-    if m.ndim == 2 and n == 1:
-        m = m[None]
-    if m.ndim != 3:
-        raise ValueError(f"maps must have shape (N, H, W); got shape {tuple(m.shape)}")
-    if len(m) != n:
-        raise ValueError(f"maps has {len(m)} entries but there are {n} images")
+    n, (h, w) = len(imgs), imgs.shape[1:3]
+    rows = maps if isinstance(maps, dict) else {"saliency": maps}
+    placements = grids if isinstance(grids, dict) else dict.fromkeys(rows, grids)
+    if set(placements) != set(rows):
+        raise ValueError(f"grids has keys {sorted(placements)} but maps has {sorted(rows)}")
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha must be in [0, 1]; got {alpha}")
-    titles = _label_titles(labels, classes, n)
+    scaled, extents = {}, {}
+    for name, arr in rows.items():
+        m = _to_numpy(arr).astype(float)
+        if m.ndim == 2 and n == 1:
+            m = m[None]
+        if m.ndim != 3:
+            raise ValueError(f"maps must have shape (N, H, W); got shape {tuple(m.shape)}")
+        if len(m) != n:
+            raise ValueError(f"maps has {len(m)} entries but there are {n} images")
+        grid = placements[name]
+        if grid is None and m.shape[1:] != (h, w):
+            raise ValueError(
+                f"a {m.shape[1]}x{m.shape[2]} map on a {h}x{w} image needs the grid of its "
+                "units (saliency.unit_grid), or it would be stretched over the wrong pixels"
+            )
+        if grid is not None and (m.shape[1:] != (grid.size, grid.size) or grid.image != h):
+            raise ValueError(
+                f"maps of {m.shape[1]}x{m.shape[2]} on {h}x{w} images do not fit the grid of "
+                f"'{grid.layer}' ({grid.size}x{grid.size} units on a {grid.image}px input)"
+            )
+        lo = m.min(axis=(1, 2), keepdims=True)
+        span = m.max(axis=(1, 2), keepdims=True) - lo
+        scaled[name] = np.divide(m - lo, span, out=np.zeros_like(m), where=span > 0)
+        extents[name] = (-0.5, w - 0.5, h - 0.5, -0.5) if grid is None else grid.extent
 
-    lo = m.min(axis=(1, 2), keepdims=True)
-    span = m.max(axis=(1, 2), keepdims=True) - lo
-    m = np.divide(m - lo, span, out=np.zeros_like(m), where=span > 0)
-
+    true = _label_titles(labels, classes, n)
+    pred = _label_titles(preds, classes, n)
+    if true and pred:
+        titles = [f"true {t}\npred {p}" for t, p in zip(true, pred, strict=True)]
+    else:
+        titles = true or pred
+    lines = 0 if not titles else 2 if true and pred else 1
+    per_block = 1 + len(rows)
     ncols = min(n, 8)
     blocks = math.ceil(n / ncols)
-    lines = 1 if titles else 0
     fig = _new_figure(
-        ncols * _TILE + 0.8, blocks * (2 * _TILE + lines * _TITLE_LINE) + (0.4 if title else 0)
+        ncols * _TILE + 0.8,
+        blocks * (per_block * _TILE + lines * _TITLE_LINE) + (0.4 if title else 0),
     )
-    axes = fig.subplots(2 * blocks, ncols, squeeze=False)
+    axes = fig.subplots(per_block * blocks, ncols, squeeze=False)
     for i in range(blocks * ncols):
-        ax_img, ax_map = axes[2 * (i // ncols), i % ncols], axes[2 * (i // ncols) + 1, i % ncols]
+        top, col = per_block * (i // ncols), i % ncols
+        column = [axes[top + r, col] for r in range(per_block)]
         if i >= n:
-            ax_img.remove()
-            ax_map.remove()
+            for ax in column:
+                ax.remove()
             continue
-        h, w = imgs[i].shape[:2]
-        _show(ax_img, imgs[i])
-        _show(ax_map, imgs[i])
-        ax_map.imshow(
-            m[i],
-            cmap="jet",
-            alpha=alpha,
-            vmin=0,
-            vmax=1,
-            extent=(-0.5, w - 0.5, h - 0.5, -0.5),
-            interpolation="bilinear",
-        )
+        for ax in column:
+            _show(ax, imgs[i])
+        for ax, name in zip(column[1:], rows, strict=True):
+            ax.imshow(
+                scaled[name][i],
+                cmap="jet",
+                alpha=alpha,
+                vmin=0,
+                vmax=1,
+                extent=extents[name],
+                interpolation="bilinear",
+            )
+            ax.set_xlim(-0.5, w - 0.5)
+            ax.set_ylim(h - 0.5, -0.5)
         if titles:
-            ax_img.set_title(titles[i], fontsize=9)
+            column[0].set_title(titles[i], fontsize=9)
     for b in range(blocks):
-        axes[2 * b, 0].set_ylabel("image", fontsize=9)
-        axes[2 * b + 1, 0].set_ylabel("saliency", fontsize=9)
+        axes[per_block * b, 0].set_ylabel("image", fontsize=9)
+        for r, name in enumerate(rows, start=1):
+            axes[per_block * b + r, 0].set_ylabel(name, fontsize=9)
     _suptitle(fig, title)
     return fig
 

@@ -324,7 +324,8 @@ def test_per_class_accuracy_rejects_percentages():
 
 
 def test_saliency_overlays_a_per_map_normalized_heatmap_on_each_image(uint8_batch):
-    maps = torch.rand(3, 4, 4) * 100 - 30  # Grad-CAM resolution, arbitrary range
+    h, w = uint8_batch.shape[1:3]
+    maps = torch.rand(3, h, w) * 100 - 30  # pixel-level maps, arbitrary range
     fig = plots.plot_saliency(uint8_batch[:3], maps, labels=[2, 3, 4], classes=CLASSES)
     with_images = axes_with_images(fig)
     assert len(with_images) == 6
@@ -333,7 +334,37 @@ def test_saliency_overlays_a_per_map_normalized_heatmap_on_each_image(uint8_batc
     for ax in overlays:
         heat = np.asarray(ax.images[1].get_array())
         assert heat.min() == pytest.approx(0) and heat.max() == pytest.approx(1)
+        assert ax.images[1].get_extent() == [-0.5, w - 0.5, h - 0.5, -0.5]
     assert [t for t in tile_titles(fig) if t] == ["bird", "cat", "deer"]
+
+
+def test_saliency_draws_each_layer_on_its_units_and_names_true_and_predicted(uint8_batch):
+    from course_lib.saliency import UnitGrid
+
+    side = uint8_batch.shape[1]
+    grids = {
+        "coarse": UnitGrid("coarse", size=2, first=2.0, jump=2, rf=5, image=side),
+        "fine": UnitGrid("fine", size=side, first=0.0, jump=1, rf=3, image=side),
+    }
+    maps = {"coarse": np.random.rand(2, 2, 2), "fine": np.random.rand(2, side, side)}
+    fig = plots.plot_saliency(
+        uint8_batch[:2], maps, grids, labels=[0, 1], preds=[3, 4], classes=CLASSES
+    )
+    overlays = [ax for ax in axes_with_images(fig) if len(ax.images) == 2]
+    extents = {tuple(ax.images[1].get_extent()) for ax in overlays}
+    assert extents == {(1.0, 5.0, 5.0, 1.0), (-0.5, side - 0.5, side - 0.5, -0.5)}
+    for ax in overlays:  # a small map leaves the rest of the image in view, uncovered
+        assert ax.get_xlim() == (-0.5, side - 0.5)
+    assert [t for t in tile_titles(fig) if t] == [
+        "true airplane\npred cat",
+        "true automobile\npred deer",
+    ]
+    assert [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()] == ["image", "coarse", "fine"]
+
+
+def test_saliency_refuses_to_stretch_a_small_map_over_the_image(uint8_batch):
+    with pytest.raises(ValueError, match=r"a 4x4 map on a 8x8 image needs the grid of its units"):
+        plots.plot_saliency(uint8_batch[:3], np.zeros((3, 4, 4)))
 
 
 def test_saliency_rejects_a_map_count_that_differs_from_the_images(uint8_batch):
