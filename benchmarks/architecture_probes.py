@@ -7,12 +7,14 @@ Each probe is ``course_lib.train.run`` with ``TrainConfig`` defaults (the recipe
 ``make train``) on one candidate network; ``--set`` overrides recipe fields. Every plan has
 the same C1-C4 widths; only how the blocks shrink the map differs (sizes after C1..C4):
 
-    halving_old_final  dilations 8, 4, 2 unpadded, 2 padded 1: 16, 8, 4, 2 (the old final model)
+    halving_old_final  dilations 8, 4, 2 unpadded, 2 padded 1: 16, 8, 4, 2 (the earlier final model;
+                       res_dilation 1, 1, 1, 1; not ablations' halving, which is 8, 4, 2, 1)
     mid                dilations 4, 4, 4, 2: 24, 16, 8, 4
     gentle             dilations 4, 4, 2, 2, C3-C4 pairs dilated 2: 24, 16, 12, 8
     trimming           dilations 2, 2, 4, 4, C4 pair dilated 2: 28, 24, 16, 8 (the final model)
     c1deep, mid_c1deep a second residual pair in C1, narrower C2-C4 (186,330 parameters)
-    strided, maxpool   the halving plan with stride 2 or max-pooling (not allowed; reference)
+    strided, maxpool   the earlier final model's plan with stride 2 (allowed, no bonus) or
+                       max-pooling (not allowed; reference)
 
 Records go to results/architecture_probes.json under ``<name>_<epochs>ep_s<seed>``.
 Measured on one H100 (16 CPU cores), 8 probes at a time (``for n in ...; do python

@@ -121,7 +121,7 @@ def published_checkpoint(root: str | Path | None = None) -> Path:
     In a checkout the files are in ``data/checkpoints``; on Colab, where only the library is
     installed, they are fetched once from the repository (see ``links.raw_url``).
 
-    Used in lesson 05.
+    Used in lessons 02, 04 and 05.
     """
     from .links import fetch_committed
     from .train import PUBLISHED_FOLDER, published_out
@@ -162,7 +162,7 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     Returns the model, built by ``build_model`` from the recorded config, and the record.
     Every way a checkpoint can be wrong raises one line that names the file.
 
-    Used in lesson 05.
+    Used in lessons 02, 04 and 05.
     """
     from .models import build_model
     from .train import output_files, plan_record, read_state

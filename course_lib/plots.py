@@ -34,7 +34,7 @@ TARGET_ACC = 0.85  # the assignment's test-accuracy target
 def _to_numpy(x) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu()
-        # numpy has no bfloat16, which autocast gives to Grad-CAM maps.
+        # numpy has no bfloat16, which autocast gives to model outputs.
         return (x.float() if x.dtype == torch.bfloat16 else x).numpy()
     return np.asarray(x)
 
