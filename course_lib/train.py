@@ -38,6 +38,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from .augment import AugmentConfig
 from .device import (
     autocast,
     autocast_dtype,
@@ -49,7 +50,6 @@ from .device import (
 )
 
 if TYPE_CHECKING:
-    from .augment import AugmentConfig
     from .data import Cifar10
 
 
@@ -68,7 +68,7 @@ class TrainConfig:
     label_smoothing: float = 0.05  # probability mass spread uniformly over the 10 classes
     ema_decay: float = 0.0  # per-step EMA of the weights; 0 disables it
     batch_aug: str = "none"  # "none" | "cutout" | "ricap": extra batch-level regulariser
-    cutout_p: float = 0.25  # probability that CoarseDropout punches its 16x16 hole
+    cutout_p: float = AugmentConfig.cutout_p  # the hole's probability; its one source is augment
     train_size: int = 0  # 0 = all 50,000 training images; else a class-stratified subset
     test_size: int = 0  # 0 = all 10,000 test images
     seed: int = 0
@@ -569,7 +569,6 @@ def run(
 
     Used in lesson 04.
     """
-    from .augment import AugmentConfig
     from .data import load_cifar10
     from .models import build_model, count_parameters
 
