@@ -11,6 +11,7 @@ Used in every lesson (badge and setup cell).
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -35,9 +36,19 @@ def colab_url(notebook: str) -> str:
     return f"https://colab.research.google.com/github/{REPOSITORY}/blob/{BRANCH}/lessons/{notebook}"
 
 
+FILES_URL_VAR = "COURSE_FILES_URL"  # another base address, e.g. file:///path/to/checkout
+
+
 def raw_url(path: str) -> str:
-    """Download address of a file committed to the repository (e.g. the trained checkpoint)."""
-    return f"https://raw.githubusercontent.com/{REPOSITORY}/{BRANCH}/{path}"
+    """Download address of a file committed to the repository (e.g. the trained checkpoint).
+
+    ``$COURSE_FILES_URL`` replaces the GitHub address: ``make colab-check`` points it at the
+    checkout, to run the lessons as Colab does without the network.
+    """
+    base = (
+        os.environ.get(FILES_URL_VAR) or f"https://raw.githubusercontent.com/{REPOSITORY}/{BRANCH}"
+    )
+    return f"{base.rstrip('/')}/{path}"
 
 
 def fetch_committed(path: str, target: str | Path) -> Path:

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from course_lib import links
 
 
@@ -56,3 +58,27 @@ def test_committed_lessons_and_readme_match_the_constant():
     if "colab.research.google.com/github/" in readme and links.colab_url("") not in readme:
         stale.append("README.md")
     assert not stale, f"run `python -m course_lib.links` to regenerate links in: {stale}"
+
+
+def test_committed_files_come_from_github_or_from_the_address_in_course_files_url(
+    tmp_path, monkeypatch
+):
+    monkeypatch.delenv(links.FILES_URL_VAR, raising=False)
+    assert links.raw_url("data/x.json").startswith("https://raw.githubusercontent.com/")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/x.json").write_text("{}")
+    monkeypatch.setenv(links.FILES_URL_VAR, (tmp_path).as_uri())
+    target = links.fetch_committed("data/x.json", tmp_path / "copy/x.json")
+    assert target.read_text() == "{}"
+    with pytest.raises(FileNotFoundError, match="data/missing.json"):
+        links.fetch_committed("data/missing.json", tmp_path / "copy/missing.json")
+    assert not (tmp_path / "copy/missing.json").exists()
+
+
+def test_no_lesson_reads_the_repository_by_a_relative_path():
+    # On Colab the working folder is not the checkout: committed files come through the library.
+    for notebook in sorted((links.REPO_ROOT / "lessons").glob("*.ipynb")):
+        cells = json.loads(notebook.read_text())["cells"]
+        for i, cell in enumerate(cells):
+            if cell["cell_type"] == "code":
+                assert "../" not in "".join(cell["source"]), f"{notebook.name} cell {i}"
