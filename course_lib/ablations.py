@@ -2,8 +2,10 @@
 
 Three experiments, each a set of variants that differ from the final model in one thing:
 
-- ``"downsampling"``: max-pooling, stride 2 or dilation at the end of every block, the same
-  plan and the same parameter count (``models.NetPlan.downsampling``);
+- ``"downsampling"``: max-pooling (which the assignment rules out), stride 2 (which it asks
+  for) or dilation (its bonus) at the end of every block, the same plan and the same
+  parameter count (``models.NetPlan.downsampling``); ``"halving"`` is the one dilated net
+  whose dilations 8, 4, 2, 1 halve the map;
 - ``"separable"``: the final model's depthwise-separable convs against standard convs in the
   same slots;
 - ``"augmentation"``: none; flip and shift; the assignment's pipeline; that plus batch CutOut;
@@ -16,6 +18,9 @@ benchmarks/ablations.py`` runs them all and writes ``benchmarks/results/ablation
 which lesson 06 reads; ``summarise`` reduces the per-seed rows to mean and spread. A second
 committed file, ``AUGMENT_CHECK``, holds a check of the augmentation experiment on the full
 15-epoch schedule (one seed, four variants); ``load_results(committed=AUGMENT_CHECK)`` reads it.
+``long_schedule_results`` gathers every committed 15-epoch run with the trainer's defaults
+(that check, the architecture probes and the published checkpoint's record) into the same
+format; its seven runs of the final recipe give the noise floor at the length that matters.
 Accuracy can come from a GPU machine; the CPU cost always comes from ``cpu_seconds_per_epoch``
 on a CPU, since a shared GPU's timings say little about the 2-core machine students use.
 
@@ -25,6 +30,7 @@ Used in lesson 06.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import statistics
@@ -49,6 +55,23 @@ from .train import TrainConfig, environment_info, fit, seed_everything, training
 RESULTS = "benchmarks/results/ablations.json"  # committed; written by benchmarks/ablations.py
 # committed: no_augment, flip_shift, final, cutout for 15 epochs, seed 0 (same record format)
 AUGMENT_CHECK = "benchmarks/results/ablations_15ep_augmentation.json"
+# committed: 15-epoch runs on an H100 by benchmarks/architecture_probes.py, keyed by probe name
+PROBES = "benchmarks/results/architecture_probes.json"
+# The probes' stride and max-pooling nets are the variants with dilation 1 in C4's residual
+# pair too (the variants dilate it by 2), so they get names of their own. "halving_old_final"
+# (the earlier final model: dilations 8, 4, 2, 2, the last padded, no residual dilation) is
+# not the "halving" variant and is left out.
+PROBE_PLANS = {
+    "strided_probe": NetPlan(downsampling="strided", res_dilation=(1, 1, 1, 1)),
+    "maxpool_probe": NetPlan(downsampling="maxpool", res_dilation=(1, 1, 1, 1)),
+}
+# probe name in PROBES -> the network it trained: a variant or a PROBE_PLANS name
+PROBE_VARIANTS = {"trimming": "final", "strided": "strided_probe", "maxpool": "maxpool_probe"}
+# Reported, not measured here: the public write-up of the same assignment by A. Adil,
+# Krithiga, S. Dhanraaj and S. Kandarp (residual blocks; 55.8k parameters for its best net)
+# gives one test accuracy for each of two unnamed configurations ("case 1", "case 2") per
+# regulariser. It states neither the epochs nor whether the numbers are final- or best-epoch.
+REPORTED_ELSEWHERE = {"cutout": (0.8531, 0.8731), "ricap": (0.8626, 0.8762)}
 ASSIGNMENT_AUGMENT = AugmentConfig(cutout_p=TrainConfig().cutout_p)
 ALL_STANDARD = (False, False, False, False)
 
@@ -96,6 +119,17 @@ EXPERIMENTS: dict[str, dict[str, str]] = {
 }
 
 
+# the experiments that have 15-epoch runs, as long_schedule_results labels them
+LONG_EXPERIMENTS: dict[str, dict[str, str]] = {
+    "downsampling": {
+        "max-pool (res d=1)": "maxpool_probe",
+        "stride 2 (res d=1)": "strided_probe",
+        "dilation, trimming": "final",
+    },
+    "augmentation": EXPERIMENTS["augmentation"],
+}
+
+
 @dataclass(frozen=True)
 class Schedule:
     """The fixed short schedule every variant gets: far from converged, equal for all."""
@@ -111,8 +145,14 @@ FAST_SCHEDULE = Schedule(epochs=1, train_size=500, test_size=200, seeds=(0,))
 
 
 def architecture(variant: str) -> dict[str, int]:
-    """Parameters, multiply-adds per 32x32 image and receptive field of a variant's network."""
-    model = VARIANTS[_check_variant(variant)].build()
+    """Parameters, multiply-adds per 32x32 image and receptive field of a variant's network.
+
+    ``variant`` may also name one of ``PROBE_PLANS``.
+    """
+    if variant in PROBE_PLANS:
+        model: nn.Module = FourBlockNet(PROBE_PLANS[variant])
+    else:
+        model = VARIANTS[_check_variant(variant)].build()
     return {
         "parameters": count_parameters(model),
         "mult_adds": int(summary(model).total_mult_adds),
@@ -302,38 +342,51 @@ def summarise(
 
 
 def noise_floor(results: dict[str, Any]) -> float:
-    """Run-to-run noise of the sweep: the median over variants of the range between seeds.
+    """Run-to-run noise: the median gap between two runs of the same variant.
 
-    Two seeds give a rough estimate per variant; the median over all variants is steadier.
+    Every pair of runs of a variant gives one gap (two seeds give one, seven runs 21); the
+    median over all of them is the typical gap between two runs that differ only by chance.
+    A variant's range would overstate it as runs are added.
     """
-    ranges = []
+    gaps = []
     for name in {r["variant"] for r in results["rows"]}:
         accs = [r["test_acc"] for r in results["rows"] if r["variant"] == name]
-        if len(accs) > 1:
-            ranges.append(max(accs) - min(accs))
-    if not ranges:
+        gaps += [abs(x - y) for x, y in itertools.combinations(accs, 2)]
+    if not gaps:
         raise ValueError("noise_floor needs at least one variant run with two or more seeds")
-    return statistics.median(ranges)
+    return statistics.median(gaps)
+
+
+def threshold(a: Summary, b: Summary, noise: float) -> float:
+    """The smallest difference of means between ``a`` and ``b`` that ``compare`` calls measurable.
+
+    Twice the noise floor for two means over two runs each, the sweep's case. The noise of a
+    mean shrinks with the square root of its runs, so the line is scaled by
+    ``sqrt(1/n_a + 1/n_b)``: two single runs need about 1.4x as much, a single run against
+    seven about 1.07x.
+    """
+    return 2 * noise * math.sqrt(1 / len(a.accs) + 1 / len(b.accs))
 
 
 def compare(a: Summary, b: Summary, noise: float) -> str:
     """One line: the difference of mean accuracy ``a - b`` and whether it is measurable.
 
-    Measurable means larger than twice the sweep's ``noise_floor``; otherwise the line says
-    there is no measurable difference.
+    Measurable means larger than ``threshold`` (twice the ``noise_floor`` for two seeds
+    against two); otherwise the line says there is no measurable difference.
     """
     diff = a.mean - b.mean
-    verdict = (
-        "measurable" if abs(diff) > 2 * noise else "no measurable difference (within 2x noise)"
+    line = threshold(a, b, noise)
+    verdict = "measurable" if abs(diff) > line else "no measurable difference"
+    return (
+        f"{a.label} - {b.label}: {100 * diff:+.2f} points (threshold {100 * line:.2f}); {verdict}"
     )
-    return f"{a.label} - {b.label}: {100 * diff:+.1f} points; {verdict}"
 
 
 def format_summary(rows: Sequence[Summary]) -> str:
     """A fixed-width table: parameters, multiply-adds, RF, CPU s/epoch, accuracy mean ± spread."""
     lines = [
         f"{'variant':<20} {'params':>8} {'mult-adds':>9} {'RF':>4} {'CPU s/ep':>8} "
-        f"{'test acc':>9} {'± half-range':>12} {'seeds':>5}"
+        f"{'test acc':>9} {'± half-range':>12} {'runs':>5}"
     ]
     for r in rows:
         lines.append(
@@ -353,9 +406,9 @@ def save_results(results: dict[str, Any], path: str | Path) -> Path:
 def load_results(path: str | Path | None = None, *, committed: str = RESULTS) -> dict[str, Any]:
     """The JSON written by ``benchmarks/ablations.py``; by default a committed one.
 
-    Without ``path``, reads the committed file ``committed`` (``RESULTS``, the sweep, or
-    ``AUGMENT_CHECK``, the 15-epoch augmentation check). In a checkout it sits under
-    ``benchmarks/results/``; on Colab it is downloaded from the repository once
+    Without ``path``, reads the committed file ``committed`` (``RESULTS``, the sweep,
+    ``AUGMENT_CHECK``, the 15-epoch augmentation check, or ``PROBES``). In a checkout it sits
+    under ``benchmarks/results/``; on Colab it is downloaded from the repository once
     (``links.fetch_committed``).
     """
     from .links import REPO_ROOT, fetch_committed
@@ -373,6 +426,90 @@ def load_results(path: str | Path | None = None, *, committed: str = RESULTS) ->
     if not path.exists():
         raise FileNotFoundError(f"{path} not found; run `python benchmarks/ablations.py`")
     return json.loads(path.read_text())
+
+
+def long_schedule_results(
+    cpu_seconds: dict[str, float] | None = None,
+    *,
+    check: dict[str, Any] | None = None,
+    probes: dict[str, Any] | None = None,
+    published: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Every committed run on the full schedule with the trainer's defaults, as one record.
+
+    Gathers the runs of ``VARIANTS`` that trained for ``TrainConfig().epochs`` with nothing
+    overridden: the 15-epoch augmentation check (``AUGMENT_CHECK``), the architecture probes
+    (``PROBES``, see ``PROBE_VARIANTS``) and the published checkpoint's record (the final
+    model, trained on the 2-core CPU). Its experiments are ``LONG_EXPERIMENTS``: the
+    downsampling probes differ from the sweep's variants in C4's residual dilation, so they
+    carry names of their own. The result has the format of ``load_results``, so
+    ``summarise(..., partial=True)`` and ``noise_floor`` work on it; each row also names its
+    ``source`` and ``machine``. The three inputs default to the committed files.
+    ``cpu_seconds`` (the sweep's ``cpu_seconds_per_epoch``) becomes the record's CPU cost; a
+    probe borrows its variant's (``"strided_probe"`` that of ``"strided"``): a residual
+    dilation changes no multiply-add, though the CPU may run it at another speed.
+
+    Used in lesson 06.
+    """
+    from .evaluate import published_checkpoint
+
+    check = load_results(committed=AUGMENT_CHECK) if check is None else check
+    probes = load_results(committed=PROBES) if probes is None else probes
+    if published is None:
+        published = json.loads(Path(f"{published_checkpoint()}.json").read_text())
+    defaults = dataclasses.asdict(TrainConfig())
+    epochs = defaults["epochs"]
+    rows = []
+    if check["schedule"]["epochs"] == epochs:
+        machine = check["environment"]["device_name"]
+        rows += [{**r, "source": AUGMENT_CHECK, "machine": machine} for r in check["rows"]]
+    for key, run in probes["runs"].items():
+        variant = PROBE_VARIANTS.get(run["probe"])
+        accs = [h["test_acc"] for h in run["history"]] if "history" in run else None
+        accs = accs or run["test_acc_per_epoch"]
+        if variant is None or len(accs) != epochs or "overrides" in run:
+            continue
+        if not _trained_with(run.get("config", {}), defaults):
+            continue
+        train_acc = run["history"][-1]["train_acc"] if "history" in run else run["final_train_acc"]
+        rows.append(
+            {"variant": variant, "seed": run["seed"], "test_acc": run["final_test_acc"],
+             "train_acc": train_acc, "source": f"{PROBES}: {key}",
+             "machine": _machine(run["environment"]) if "environment" in run else "NVIDIA H100"}
+        )  # fmt: skip
+    if published["config"]["epochs"] == epochs and _trained_with(published["config"], defaults):
+        rows.append(
+            {"variant": "final", "seed": published["seed"],
+             "test_acc": published["final_test_acc"],
+             "train_acc": published["history"][-1]["train_acc"],
+             "source": "published checkpoint", "machine": _machine(published["environment"])}
+        )  # fmt: skip
+    return {
+        "schedule": {"epochs": epochs, "seeds": sorted({r["seed"] for r in rows})},
+        "experiments": LONG_EXPERIMENTS,
+        "architecture": {name: architecture(name) for name in [*VARIANTS, *PROBE_PLANS]},
+        "cpu_seconds_per_epoch": _with_probes(cpu_seconds or {}),
+        "rows": rows,
+    }
+
+
+def _with_probes(cpu_seconds: dict[str, float]) -> dict[str, float]:
+    """The sweep's CPU cost per variant, each probe borrowing its variant's."""
+    if not cpu_seconds:
+        return {}
+    return {**cpu_seconds, **{p: cpu_seconds[p.removesuffix("_probe")] for p in PROBE_PLANS}}
+
+
+def _trained_with(config: dict[str, Any], defaults: dict[str, Any]) -> bool:
+    """True when a run's config matches the trainer's defaults in everything but bookkeeping."""
+    bookkeeping = {"model", "seed", "num_workers"}
+    return all(config.get(k, v) == v for k, v in defaults.items() if k not in bookkeeping)
+
+
+def _machine(env: dict[str, Any]) -> str:
+    if env["device"] == "cpu":
+        return f"{env['cpu_count']}-core CPU"
+    return env["device_name"]
 
 
 def _cpu_seconds(measured: dict[str, float], rows: list[dict[str, Any]]) -> float:

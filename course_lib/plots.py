@@ -716,10 +716,12 @@ def plot_ablation(rows: Sequence, title: str | None = None, noise: float | None 
 
     ``rows`` are ``ablations.Summary`` objects (anything with ``label``, ``variant``,
     ``accs``, ``seconds_per_epoch`` and ``parameters``). The error bar spans min to max over
-    seeds; the label under each bar gives its parameters and CPU seconds per epoch. With
+    seeds; the label under each bar gives its runs, parameters and CPU seconds per epoch. With
     ``noise`` (``ablations.noise_floor``), a grey band marks the reference variant's mean
-    (``"final"`` if present, else the last row) plus or minus twice the noise: a bar whose
-    mean falls inside it is no measurable difference from the reference (``ablations.compare``).
+    (``"final"`` if present, else the last row) plus or minus ``ablations.threshold`` against
+    the row with the fewest runs: a bar whose mean falls inside it is no measurable difference
+    from the reference (``ablations.compare``). The y-axis does not start at zero, so that gaps
+    of a point stay visible; the break is marked on the axis and named in its label.
 
     Used in lesson 06.
     """
@@ -744,34 +746,55 @@ def plot_ablation(rows: Sequence, title: str | None = None, noise: float | None 
         )
     if noise is not None:
         ref = next((i for i, r in enumerate(rows) if r.variant == "final"), len(rows) - 1)
+        others = [len(r.accs) for i, r in enumerate(rows) if i != ref] or [len(rows[ref].accs)]
+        # the same line as ablations.threshold, against the row with the fewest runs
+        half = 200 * noise * math.sqrt(1 / len(rows[ref].accs) + 1 / min(others))
         # fill_between, not axhspan: a collection, so ax.patches stays one bar per variant
         ax.fill_between(
             [-0.5, len(rows) - 0.5],
-            means[ref] - 200 * noise,
-            means[ref] + 200 * noise,
+            means[ref] - half,
+            means[ref] + half,
             color="0.5",
             alpha=0.25,
             zorder=2.5,
-            label=f"{rows[ref].label} ± 2x noise floor",
+            label=f"{rows[ref].label} ± measurable threshold",
         )
         ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     ax.set_xticks(
         x,
         [
-            f"{r.label}\n{r.parameters / 1e3:.0f}k params\n{r.seconds_per_epoch:.0f} s/epoch"
+            f"{r.label}\n{len(r.accs)} run{'s' * (len(r.accs) > 1)}, "
+            f"{r.parameters / 1e3:.0f}k params\n{r.seconds_per_epoch:.0f} s/epoch"
             for r in rows
         ],
         fontsize=9,
     )
     low = min(min(r.accs) for r in rows) * 100
+    bottom = max(0.0, math.floor(low - 8))
     ax.set(
         xlim=(-0.5, len(rows) - 0.5),
-        ylim=(max(0.0, low - 8), min(100.0, means.max() + highs.max() + 5)),
-        ylabel="test accuracy (%)",
+        ylim=(bottom, min(100.0, means.max() + highs.max() + 5)),
+        ylabel="test accuracy (%)" + (f", axis from {bottom:.0f}%" if bottom > 0 else ""),
     )
+    if bottom > 0:
+        _mark_axis_break(ax)
     ax.spines[["top", "right"]].set_visible(False)
     _suptitle(fig, title)
     return fig
+
+
+def _mark_axis_break(ax: Axes) -> None:
+    """Two slanted strokes across the foot of the y-axis: the bars do not start at zero."""
+    for dy in (0.0, 0.025):
+        ax.plot(
+            [-0.015, 0.015],
+            [0.01 + dy, 0.035 + dy],
+            transform=ax.transAxes,
+            color="k",
+            lw=1,
+            clip_on=False,
+            gid="axis-break",
+        )
 
 
 def plot_accuracy_vs_compute(experiments: dict[str, Sequence], title: str | None = None) -> Figure:

@@ -162,7 +162,7 @@ def test_summarise_names_what_is_missing():
         summarise(results, "separable")
 
 
-def test_noise_floor_is_the_median_seed_range_and_compare_applies_twice_it():
+def test_noise_floor_is_the_median_seed_range_and_compare_applies_twice_it_to_two_seeds():
     results = _fake_results()
     results["rows"].append(
         {
@@ -176,7 +176,7 @@ def test_noise_floor_is_the_median_seed_range_and_compare_applies_twice_it():
     assert ablations.noise_floor(results) == pytest.approx(0.025)  # ranges 0.04 and 0.01
     standard, final = summarise(results, "separable")
     assert ablations.compare(standard, final, 0.01) == (
-        "standard - depthwise-separable: +3.5 points; measurable"
+        "standard - depthwise-separable: +3.50 points (threshold 2.00); measurable"
     )
     assert "no measurable difference" in ablations.compare(standard, final, 0.02)
     results["rows"] = [r for r in results["rows"] if r["seed"] == 0]
@@ -228,13 +228,115 @@ def test_accuracy_vs_compute_draws_a_variant_shared_by_two_experiments_once():
     assert "final" in [t.get_text() for t in fig.axes[0].texts]
 
 
-def test_ablation_plot_noise_band_is_twice_the_noise_around_the_final_model():
-    rows = summarise(_fake_results(), "separable")
+def test_noise_floor_of_many_runs_is_the_median_pairwise_gap_not_the_range():
+    rows = [
+        {"variant": "final", "seed": s, "test_acc": a} for s, a in enumerate([0.80, 0.81, 0.84])
+    ]
+    # gaps 0.01, 0.04, 0.03: the typical gap between two runs is 0.03; the range, 0.04, is not
+    assert ablations.noise_floor({"rows": rows}) == pytest.approx(0.03)
+
+
+def _summary(label, accs):
+    return ablations.Summary(label=label, variant=label, accs=accs)
+
+
+def test_compare_asks_more_of_single_runs_than_of_two_seed_means():
+    noise = 0.005  # two means over two seeds each: measurable above 1.0 point
+    two_a, two_b = _summary("a", [0.812, 0.812]), _summary("b", [0.800, 0.800])
+    assert ablations.compare(two_a, two_b, noise).endswith("; measurable")
+    one_a, one_b = _summary("a", [0.812]), _summary("b", [0.800])
+    # the same 1.2-point gap between two single runs is under 2 x 0.5 x sqrt(2) = 1.41 points
+    assert ablations.threshold(one_a, one_b, noise) == pytest.approx(0.01 * 2**0.5)
+    assert ablations.compare(one_a, one_b, noise).endswith("no measurable difference")
+    seven = _summary("b", [0.800] * 7)
+    assert ablations.threshold(one_a, seven, noise) == pytest.approx(0.01 * (8 / 7) ** 0.5)
+
+
+def test_ablation_plot_noise_band_is_the_compare_threshold_around_the_final_model():
+    rows = summarise(_fake_results(), "separable")  # final: two seeds; standard: one
     fig = plots.plot_ablation(rows, noise=0.01)
-    (band,) = [c for c in fig.axes[0].collections if "noise" in c.get_label()]
+    (band,) = [c for c in fig.axes[0].collections if "threshold" in c.get_label()]
     ys = band.get_paths()[0].vertices[:, 1]
-    assert (ys.min(), ys.max()) == pytest.approx((70.0, 74.0))  # final's 72% ± 2
+    half = 100 * ablations.threshold(rows[0], rows[1], 0.01)
+    assert (ys.min(), ys.max()) == pytest.approx((72.0 - half, 72.0 + half))
     assert len(fig.axes[0].patches) == 2
+
+
+def test_ablation_plot_marks_the_break_when_the_bars_do_not_start_at_zero():
+    rows = summarise(_fake_results(), "separable")
+    ax = plots.plot_ablation(rows).axes[0]
+    assert ax.get_ylim()[0] > 0
+    assert [line for line in ax.lines if line.get_gid() == "axis-break"]
+    assert "axis from" in ax.get_ylabel()
+
+
+def _long_inputs():
+    check = {
+        "schedule": {"epochs": 15},
+        "environment": {"device_name": "GPU"},
+        "rows": [{"variant": "no_augment", "seed": 0, "test_acc": 0.83, "train_acc": 0.9}],
+    }
+    config = dataclasses.asdict(TrainConfig())
+
+    def probe(name, acc, **extra):
+        return {
+            "probe": name,
+            "seed": 0,
+            "final_test_acc": acc,
+            "final_train_acc": 0.9,
+            "test_acc_per_epoch": [acc] * config["epochs"],
+            **extra,
+        }
+
+    probes = {
+        "runs": {
+            "a": probe("trimming", 0.85),
+            "b": probe("trimming", 0.84, overrides={"cutout_p": 0.1}),
+            "c": probe("trimming", 0.80, test_acc_per_epoch=[0.8] * 10),
+            "d": probe("strided", 0.849),
+            "e": probe("halving_old_final", 0.81),
+            "f": probe("trimming", 0.83, config={**config, "weight_decay": 0.0}),
+        }
+    }
+    published = {
+        "config": config,
+        "seed": 0,
+        "final_test_acc": 0.851,
+        "history": [{"train_acc": 0.9}],
+        "environment": {"device": "cpu", "cpu_count": 2},
+    }
+    return check, probes, published
+
+
+def test_long_schedule_results_keep_only_full_length_runs_of_the_default_recipe():
+    check, probes, published = _long_inputs()
+    cpu = {name: 1.0 for name in VARIANTS}
+    long = ablations.long_schedule_results(cpu, check=check, probes=probes, published=published)
+    got = sorted((r["variant"], r["test_acc"]) for r in long["rows"])
+    # no override, no 10-epoch run, no changed recipe, and the earlier final model is no variant
+    assert got == [
+        ("final", 0.85),
+        ("final", 0.851),
+        ("no_augment", 0.83),
+        ("strided_probe", 0.849),
+    ]
+    (stride, final) = summarise(long, "downsampling", partial=True)
+    assert final.accs == [0.85, 0.851] and stride.label.startswith("stride 2")
+    assert ablations.noise_floor(long) == pytest.approx(0.001)
+
+
+def test_long_schedule_probes_borrow_their_variants_cpu_cost():
+    check, probes, published = _long_inputs()
+    cpu = {name: float(i) for i, name in enumerate(VARIANTS)}
+    long = ablations.long_schedule_results(cpu, check=check, probes=probes, published=published)
+    assert long["cpu_seconds_per_epoch"]["strided_probe"] == cpu["strided"]
+
+
+def test_probe_nets_differ_from_their_variants_only_in_the_residual_dilation():
+    for probe, plan in ablations.PROBE_PLANS.items():
+        variant = VARIANTS[probe.removesuffix("_probe")].plan
+        assert dataclasses.replace(plan, res_dilation=variant.res_dilation) == variant
+        assert plan.res_dilation != variant.res_dilation
 
 
 def _check_committed(results, variants):
