@@ -13,8 +13,9 @@ the same C1-C4 widths; only how the blocks shrink the map differs (sizes after C
     gentle             dilations 4, 4, 2, 2, C3-C4 pairs dilated 2: 24, 16, 12, 8
     trimming           dilations 2, 2, 4, 4, C4 pair dilated 2: 28, 24, 16, 8 (the final model)
     c1deep, mid_c1deep a second residual pair in C1, narrower C2-C4 (186,330 parameters)
-    strided, maxpool   the earlier final model's plan with stride 2 (allowed, no bonus) or
-                       max-pooling (not allowed; reference)
+    strided, maxpool   the final plan with stride 2 or max-pooling, residual dilation 1
+                       everywhere (stride 2 is the assignment's plain option; max-pooling it
+                       rules out)
 
 Records go to results/architecture_probes.json under ``<name>_<epochs>ep_s<seed>``.
 Measured on one H100 (16 CPU cores), 8 probes at a time (``for n in ...; do python
