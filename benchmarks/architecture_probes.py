@@ -38,10 +38,9 @@ from pathlib import Path
 from _common import RESULTS
 from torch import nn
 
-from course_lib import models
 from course_lib.layers import residual_pair
 from course_lib.models import FourBlockNet, NetPlan
-from course_lib.train import TrainConfig, run
+from course_lib.train import TrainConfig, run, seed_everything
 
 OLD_FINAL = {"down_dilation": (8, 4, 2, 2), "down_padding": (0, 0, 0, 1), "res_dilation": (1,) * 4}
 MID = {"down_dilation": (4, 4, 4, 2), "res_dilation": (1,) * 4}
@@ -76,9 +75,12 @@ PROBES: dict[str, Callable[[], nn.Module]] = {
 }
 
 
-def _override(text: str) -> tuple[str, float]:
+def _override(text: str) -> tuple[str, float | str]:
     name, _, value = text.partition("=")
-    return name, float(value)
+    try:
+        return name, float(value)
+    except ValueError:
+        return name, value  # a word, e.g. schedule=step
 
 
 def main() -> None:
@@ -93,7 +95,6 @@ def main() -> None:
     path = RESULTS / "architecture_probes.json"
     records = json.loads(path.read_text()) if path.exists() else {"runs": {}}
     for name in args.names:
-        models.MODELS[name] = PROBES[name]
         cfg = TrainConfig(
             model=name,
             epochs=args.epochs,
@@ -101,9 +102,11 @@ def main() -> None:
             num_workers=args.workers,
             **dict(args.set),
         )
+        seed_everything(cfg.seed)  # as run() does before it builds a model by name
+        model = PROBES[name]()
         with tempfile.TemporaryDirectory() as tmp:
-            record = run(cfg, Path(tmp) / name, resume=False)
-        tag = "".join(f"_{k}{v:g}" for k, v in args.set)
+            record = run(cfg, Path(tmp) / name, model=model, resume=False)
+        tag = "".join(f"_{k}{v:g}" if isinstance(v, float) else f"_{k}{v}" for k, v in args.set)
         records["runs"][f"{name}_{args.epochs}ep_s{args.seed}{tag}"] = {"probe": name, **record}
         path.write_text(json.dumps(records, indent=1))
         print(f"{name}: {record['parameters']:,} parameters, {record['final_test_acc']:.2%}")
