@@ -105,7 +105,7 @@ def load_cifar10(root: str | Path | None = None, verbose: bool = True) -> Cifar1
     3. ``torchvision.datasets.CIFAR10(root, download=True)``, then written to the cache.
 
     ``verbose`` prints one line naming the source (no machine paths, so notebook output is
-    stable). Raises ``DatasetNotFoundError`` when every source fails. Used in lesson 03.
+    stable). Raises ``DatasetNotFoundError`` when every source fails. Used in lessons 03-06.
     """
     root = Path(root) if root is not None else default_data_root()
     if root.exists() and not root.is_dir():

@@ -229,7 +229,9 @@ def test_shift_scale_rotate_stretches_images_and_keep_ratio_keeps_a_disc_round()
     only_scale = AugmentConfig(shift=0.0, scale=0.3, rotate=0.0)
     discs = np.repeat(disc[None], 40, axis=0)
     for keep_ratio, lo, hi in ((False, 6, 99), (True, 0, 1)):
-        out = apply_to_images(shift_scale_rotate_as_affine(only_scale, keep_ratio=keep_ratio), discs)
+        out = apply_to_images(
+            shift_scale_rotate_as_affine(only_scale, keep_ratio=keep_ratio), discs
+        )
         h, w = disc_box_sides(out).T
         assert lo <= np.abs(h - w).max() <= hi, keep_ratio
 
