@@ -381,7 +381,7 @@ def _stratified(y: np.ndarray, n: int, rng: np.random.Generator, name: str) -> n
 # Workers on a 2-core CPU machine shared with other jobs (no GPU). Loader alone, 50,000 train
 # images, the assignment's train_transforms, batch 512, median of 3 epochs after a warm-up one
 # (two runs):   0 workers: 7,632 / 7,016 img/s   1: 7,575 / 7,017   2: 14,363 / 13,138
-#   command: CIFAR10_NPZ=/path/to/cifar10.npz python -m course_lib.data
+#   rerun: python benchmarks/data_throughput.py --workers 0 1 2
 # Training a 326k-parameter CNN on the same CPU runs at only 150-380 img/s, so loading is ~5 %
 # of a step; across repeated runs of 0/1/2 workers (20 batches each) no setting was faster
 # beyond the machine's noise (0: 154, 309, 348; 1: 162, 344, 360; 2: 150, 325, 378 img/s).
@@ -437,33 +437,3 @@ def make_loaders(
         **common,
     )
     return train, test
-
-
-def _main() -> None:
-    """Print the loader throughput behind the ``_CPU_WORKERS`` choice."""
-    import statistics
-    import time
-
-    from course_lib.augment import test_transforms, train_transforms
-
-    data = load_cifar10()
-    stats = channel_stats(data.x_train)
-    mean, std = stats["mean"], stats["std"]
-    for workers in (0, 1, 2):
-        train, _ = make_loaders(
-            data, train_transforms(mean, std, seed=0), test_transforms(mean, std), 512, workers
-        )
-        times = []
-        for _ in range(4):  # the first epoch warms up (and starts the workers)
-            start = time.perf_counter()
-            for _x, _y in train:
-                pass
-            times.append(time.perf_counter() - start)
-        rate = len(data.x_train) / statistics.median(times[1:])
-        print(
-            f"num_workers={workers}: {rate:,.0f} img/s  (epochs: {[round(t, 1) for t in times]} s)"
-        )
-
-
-if __name__ == "__main__":
-    _main()

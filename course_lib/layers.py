@@ -171,16 +171,6 @@ class DilatedDownsample(nn.Sequential):
         )
 
 
-class Transition1x1(nn.Sequential):
-    """A 1x1 conv (+BN+ReLU) that changes the channel count without touching space.
-
-    Used in lessons 01 and 06.
-    """
-
-    def __init__(self, c_in: int, c_out: int) -> None:
-        super().__init__(*ConvBNReLU(c_in, c_out, 1))
-
-
 class Residual(nn.Module):
     """``x + body(x)``: the identity path lets a block start as a no-op and learn a correction.
 

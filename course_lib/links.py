@@ -134,16 +134,6 @@ def sync_notebook(path: Path) -> bool:
     return changed
 
 
-def lesson_table(lessons: list[tuple[str, str, str]]) -> str:
-    """README table rows: (notebook file, title, what you learn) -> Markdown with badges."""
-    image = "https://colab.research.google.com/assets/colab-badge.svg"
-    rows = ["| lesson | what you learn | Colab |", "|---|---|---|"]
-    for notebook, title, learn in lessons:
-        badge = f"[![Open In Colab]({image})]({colab_url(notebook)})"
-        rows.append(f"| [{title}](lessons/{notebook}) | {learn} | {badge} |")
-    return "\n".join(rows)
-
-
 def sync_readme(path: Path) -> bool:
     """Rewrite every Colab link in the README so it points at ``REPOSITORY``."""
     text = path.read_text()

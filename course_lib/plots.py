@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import io
 import math
-import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import seaborn as sns
@@ -251,67 +250,6 @@ def class_grid(
             else:
                 _hide_ticks(ax)
         axes[c, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=10)
-    _suptitle(fig, title)
-    return fig
-
-
-def augmentation_grid(
-    images,
-    transform: Callable,
-    n_variants: int = 6,
-    mean: Stats = None,
-    std: Stats = None,
-    seed: int = 0,
-    title: str | None = None,
-) -> Figure:
-    """Show each image next to ``n_variants`` outputs of ``transform(image=img)["image"]``.
-
-    ``images`` are uint8 HWC (one image or a batch), which is what albumentations takes.
-    The transform may return uint8 HWC or, ending in ``Normalize`` + ``ToTensorV2``, a
-    normalized CHW tensor: pass the same ``mean`` and ``std`` to undo it. Python, numpy
-    and torch are seeded with ``seed`` while drawing (and restored afterwards), and so is
-    the transform itself when it has ``set_random_seed`` (albumentations ``Compose``).
-
-    Used in lesson 03.
-    """
-    x = _to_numpy(images)
-    if x.dtype != np.uint8 or x.ndim not in (3, 4) or x.shape[-1] not in (1, 3):
-        raise ValueError(
-            "augmentation_grid needs uint8 HWC images (what albumentations takes); "
-            f"got dtype {x.dtype} and shape {tuple(x.shape)}"
-        )
-    x = _check_batch(x)
-    if n_variants < 1:
-        raise ValueError(f"n_variants must be at least 1; got {n_variants}")
-
-    py_state, np_state = random.getstate(), np.random.get_state()
-    # fork_rng restores torch's CPU generator afterwards; a figure must not shift the
-    # random stream of the training cell that follows it.
-    with torch.random.fork_rng(devices=[]):
-        try:
-            random.seed(seed)
-            np.random.seed(seed)
-            torch.default_generator.manual_seed(seed)
-            if hasattr(transform, "set_random_seed"):
-                transform.set_random_seed(seed)
-            variants = [
-                [to_display(transform(image=img)["image"], mean, std) for _ in range(n_variants)]
-                for img in x
-            ]
-        finally:
-            random.setstate(py_state)
-            np.random.set_state(np_state)
-
-    ncols = 1 + n_variants
-    fig = _new_figure(ncols * _TILE, len(x) * _TILE + _TITLE_LINE + (0.4 if title else 0))
-    axes = fig.subplots(len(x), ncols, squeeze=False)
-    for r, img in enumerate(x):
-        _show(axes[r, 0], img)
-        for j, out in enumerate(variants[r]):
-            _show(axes[r, j + 1], out)
-    axes[0, 0].set_title("original", fontsize=9)
-    for j in range(n_variants):
-        axes[0, j + 1].set_title(f"variant {j + 1}", fontsize=9)
     _suptitle(fig, title)
     return fig
 

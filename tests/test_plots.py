@@ -1,7 +1,5 @@
 """Tests for course_lib.plots on small synthetic images (no dataset needed)."""
 
-import random
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -131,59 +129,6 @@ def test_class_grid_picks_the_same_examples_for_the_same_seed():
 def test_class_grid_rejects_x_and_y_of_different_lengths(uint8_batch):
     with pytest.raises(ValueError, match="x has 6 images but y has 4 labels"):
         plots.class_grid(uint8_batch, np.arange(4), CLASSES)
-
-
-def test_augmentation_grid_undoes_normalize_and_is_reproducible_with_albumentations(
-    uint8_batch,
-):
-    A = pytest.importorskip("albumentations")
-    from albumentations.pytorch import ToTensorV2
-
-    transform = A.Compose([A.HorizontalFlip(p=0.5), A.Normalize(MEAN, STD), ToTensorV2()])
-
-    def variants():
-        fig = plots.augmentation_grid(uint8_batch[:2], transform, n_variants=4, mean=MEAN, std=STD)
-        assert len(axes_with_images(fig)) == 2 * 5
-        assert tile_titles(fig)[:5] == [
-            "original",
-            "variant 1",
-            "variant 2",
-            "variant 3",
-            "variant 4",
-        ]
-        return [np.asarray(ax.images[0].get_array()) for ax in fig.axes]
-
-    first, second = variants(), variants()
-    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
-    original = uint8_batch[0]
-    for tile in first[1:5]:  # each variant is the image or its mirror, within rounding
-        diff = min(np.abs(tile.astype(int) - o).max() for o in (original, original[:, ::-1]))
-        assert diff <= 1
-
-
-def test_augmentation_grid_seeds_numpy_and_leaves_the_global_rng_as_it_was(uint8_batch):
-    def noisy(image):
-        return {
-            "image": np.clip(image + np.random.randint(0, 50, image.shape), 0, 255).astype(np.uint8)
-        }
-
-    np.random.seed(123)
-    random.seed(123)
-    torch.manual_seed(123)
-    expected = (np.random.rand(), random.random(), torch.rand(1).item())
-    np.random.seed(123)
-    random.seed(123)
-    torch.manual_seed(123)
-    a = plots.augmentation_grid(uint8_batch[:1], noisy, n_variants=2, seed=5)
-    assert (np.random.rand(), random.random(), torch.rand(1).item()) == expected
-    b = plots.augmentation_grid(uint8_batch[:1], noisy, n_variants=2, seed=5)
-    arrays = [[np.asarray(ax.images[0].get_array()) for ax in f.axes] for f in (a, b)]
-    assert all(np.array_equal(x, y) for x, y in zip(*arrays, strict=True))
-
-
-def test_augmentation_grid_rejects_float_chw_input():
-    with pytest.raises(ValueError, match="needs uint8 HWC images"):
-        plots.augmentation_grid(torch.rand(3, 8, 8), lambda image: {"image": image})
 
 
 def test_before_after_puts_originals_above_transformed_with_row_names(uint8_batch):
