@@ -24,7 +24,9 @@ test accuracy after 15 epochs: halving_old_final 81.3%, c1deep 83.1%, gentle 83.
 mid 83.9%, mid_c1deep 84.3%, trimming 84.7% (85.4%, 85.3%, 85.0% for seeds 0-2 when 4 runs
 shared the GPU), strided 84.9%, maxpool 85.9%. Recipe changes on trimming (cutout_p 0.1,
 label_smoothing 0, weight_decay 2.5e-4) moved it by -0.7 to +0.0 points: no gain beyond
-seed noise, so the recipe stayed.
+seed noise, so the recipe stayed. On the 2-core CPU (shared with other jobs, 50.5 min):
+``strided --set schedule=step`` (the source write-ups' step schedule) 80.9% against the
+one-cycle's 84.9%.
 """
 
 from __future__ import annotations
