@@ -80,7 +80,7 @@ def test_load_reads_the_npz_named_by_cifar10_npz(tmp_path, monkeypatch, capsys):
     assert data.classes == cd.CLASSES and isinstance(data.classes[0], str)
     # one line naming the source, and no machine path in it (notebook output stays stable)
     # an unknown file is named by its fingerprint, never passed off as the real test set
-    label = f"CIFAR-10 (unverified copy {cd.test_fingerprint(data.x_test)})"
+    label = f"CIFAR-10 (unverified copy {cd.fingerprint(data.x_test)})"
     assert data.label == label
     assert capsys.readouterr().out == f"{label} from $CIFAR10_NPZ: 40 train, 20 test images\n"
     assert not (tmp_path / "unused").exists()
@@ -334,7 +334,7 @@ def cifar10():
 def test_the_label_comes_from_the_test_images_not_from_the_source(monkeypatch):
     x_test = synthetic_arrays()["x_test"]
     assert cd.dataset_label(x_test, from_torchvision=True) == "CIFAR-10"
-    monkeypatch.setitem(cd.KNOWN_COPIES, cd.test_fingerprint(x_test), "CIFAR-10 (some copy)")
+    monkeypatch.setitem(cd.KNOWN_COPIES, cd.fingerprint(x_test), "CIFAR-10 (some copy)")
     assert cd.dataset_label(x_test, from_torchvision=True) == "CIFAR-10 (some copy)"
     changed = x_test.copy()
     changed[0, 0, 0, 0] ^= 1  # one pixel off is another copy
