@@ -120,9 +120,10 @@ def _train(args: argparse.Namespace) -> int:
     record = run(
         cfg, out, publish=args.publish, data_root=args.data_root, resume=not args.no_resume
     )
+    epochs = len(record["history"])
     print(
-        f"final test accuracy {record['final_test_acc']:.2%} after {len(record['history'])} epochs "
-        f"in {record['wall_seconds']:.0f} s -> {out}.pt, {out}.json"
+        f"final test accuracy {record['final_test_acc']:.2%} after {epochs} "
+        f"epoch{'s' if epochs != 1 else ''} in {record['wall_seconds']:.0f} s -> {out}.pt, {out}.json"
     )
     return 0
 
