@@ -72,7 +72,7 @@ PROBE_VARIANTS = {"trimming": "final", "strided": "strided_probe", "maxpool": "m
 # gives one test accuracy for each of two unnamed configurations ("case 1", "case 2") per
 # regulariser. It states neither the epochs nor whether the numbers are final- or best-epoch.
 REPORTED_ELSEWHERE = {"cutout": (0.8531, 0.8731), "ricap": (0.8626, 0.8762)}
-ASSIGNMENT_AUGMENT = AugmentConfig(cutout_p=TrainConfig().cutout_p)
+ASSIGNMENT_AUGMENT = AugmentConfig()  # the trainer's settings, from their one source
 ALL_STANDARD = (False, False, False, False)
 
 
