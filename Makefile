@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: install train test lab lint clean test-widgets-7 browser-check colab-check
+.PHONY: install train test lab lint clean export test-widgets-7 browser-check colab-check
 
 install: $(STAMP)
 
@@ -52,6 +52,11 @@ colab-check: $(STAMP)
 		MPLBACKEND=Agg $(abspath $(PY)) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env \
 		--rootdir=. -c /dev/null *.ipynb $(ARGS)
 	rm -rf $(COLAB)
+
+# Copy every lesson's #@save cells into the library (tools/export_lessons.py); run it after
+# editing such a cell. `make test` fails while the library and the lessons differ.
+export: $(STAMP)
+	$(PY) tools/export_lessons.py
 
 lab: $(STAMP)  ## open the course in JupyterLab
 	$(VENV)/bin/jupyter lab lessons/

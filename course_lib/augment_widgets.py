@@ -16,7 +16,7 @@ import torch
 from matplotlib.figure import Figure
 
 from course_lib.augment import AugmentConfig, train_transforms
-from course_lib.plots import _new_figure, to_display
+from course_lib.plots import new_figure, to_display
 from course_lib.widget_support import Interactive, redraw_figure, show_figure
 
 # Slider ranges: wide enough to reach clearly harmful settings, so the widget shows where
@@ -89,7 +89,7 @@ def samples_figure(images, samples: np.ndarray, title: str | None = None) -> Fig
     it is the last expression of a cell. Used in lesson 03.
     """
     x = _check_samples(images, samples)
-    fig = _new_figure(*_samples_size(samples))
+    fig = new_figure(*_samples_size(samples))
     _draw_samples(fig, x, samples, title)
     return fig
 

@@ -31,7 +31,7 @@ from torch import nn
 
 from .layers import DepthwiseSeparableConv2d
 from .models import count_parameters
-from .plots import _new_figure
+from .plots import new_figure
 from .widget_support import Interactive, redraw_figure, show_figure
 
 __all__ = [
@@ -479,7 +479,7 @@ def draw_conv(
     (hc, wc), (ho, _) = geom.canvas_shape, geom.output_shape
     n = len(positions)
     if fig is None:
-        fig = _new_figure(max(4.0, n * _panel_width(wc)), (hc + ho) * _CELL_IN + 1.4)
+        fig = new_figure(max(4.0, n * _panel_width(wc)), (hc + ho) * _CELL_IN + 1.4)
     axes = fig.subplots(2, n, squeeze=False, gridspec_kw={"height_ratios": [hc, ho]})
     cells = canvas_cells(geom)
     total = geom.output_shape[0] * geom.output_shape[1]
@@ -525,7 +525,7 @@ def draw_spatial_separable(
     hc, wc = first.canvas_shape
     width = max(4.0, n_panels * _panel_width(max(wc, second.canvas_shape[1])))
     rows = hc + first.output_shape[0] + second.canvas_shape[0] + second.output_shape[0]
-    fig = _new_figure(width, rows * _CELL_IN + 3.0)
+    fig = new_figure(width, rows * _CELL_IN + 3.0)
     top, bottom = fig.subfigures(
         2, 1, height_ratios=[hc + first.output_shape[0], rows - hc - first.output_shape[0]]
     )
@@ -610,7 +610,7 @@ def draw_depthwise_separable(
     colours = [_CHANNELS[c % len(_CHANNELS)] for c in range(c_in)]
 
     width_in = (x_out + n_out) * 0.3 + 0.6
-    fig = _new_figure(min(10.0, width_in), height * 0.3 + 1.0)
+    fig = new_figure(min(10.0, width_in), height * 0.3 + 1.0)
     ax = fig.subplots()
     for c in range(c_in):
         _channel_grid(ax, size, x_in, y_in[c], colours[c])
@@ -764,7 +764,7 @@ def draw_conv_volume(
     x_f = size + size * sx + 2.0
     x_out = x_f + kernel + kernel * sx + 2.0
 
-    fig = _new_figure(min(10.0, (x_out + n_out * (1 + sx)) * 0.42 + 0.6), height * 0.42 + 1.2)
+    fig = new_figure(min(10.0, (x_out + n_out * (1 + sx)) * 0.42 + 0.6), height * 0.42 + 1.2)
     ax = fig.subplots()
     for c in range(c_in):
         _slab(ax, 0.0, z_in[c], size, colours[c])

@@ -107,7 +107,7 @@ class _NotebookFigure(Figure):
         return buf.getvalue()
 
 
-def _new_figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
     return _NotebookFigure(figsize=(width, height), layout="constrained")
 
 
@@ -200,7 +200,7 @@ def image_grid(
     longest = max((len(s) for t in titles for s in t.split("\n")), default=0) if titles else 0
     # Widen the tiles for long titles ("pred: automobile (0.93)") so neighbours don't overlap.
     tile_w = max(_TILE, 0.075 * longest + 0.15)
-    fig = _new_figure(ncols * tile_w, nrows * (_TILE + lines * _TITLE_LINE) + (0.4 if title else 0))
+    fig = new_figure(ncols * tile_w, nrows * (_TILE + lines * _TITLE_LINE) + (0.4 if title else 0))
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for i, ax in enumerate(axes):
         if i >= n:
@@ -236,7 +236,7 @@ def class_grid(
     rng = np.random.default_rng(seed)
 
     tile = 1.05  # a little smaller than _TILE so that 10 rows stay on one screen
-    fig = _new_figure(per_class * tile + 1.2, len(classes) * tile + (0.4 if title else 0))
+    fig = new_figure(per_class * tile + 1.2, len(classes) * tile + (0.4 if title else 0))
     axes = fig.subplots(len(classes), per_class, squeeze=False)
     for c, name in enumerate(classes):
         idx = np.flatnonzero(y == c)
@@ -280,7 +280,7 @@ def before_after(
         )
     titles = _label_titles(labels, classes, len(top))
     n = len(top)
-    fig = _new_figure(n * _TILE + 0.8, 2 * _TILE + _TITLE_LINE + (0.4 if title else 0))
+    fig = new_figure(n * _TILE + 0.8, 2 * _TILE + _TITLE_LINE + (0.4 if title else 0))
     axes = fig.subplots(2, n, squeeze=False)
     for j in range(n):
         _show(axes[0, j], top[j])
@@ -315,7 +315,7 @@ def plot_history(history: Sequence[dict], title: str | None = None) -> Figure:
     ep = col["epoch"]
     style = {"marker": "o", "markersize": 3}
 
-    fig = _new_figure(10, 3.4 + (0.3 if title else 0))
+    fig = new_figure(10, 3.4 + (0.3 if title else 0))
     ax_loss, ax_acc, ax_lr = fig.subplots(1, 3)
 
     ax_loss.plot(ep, col["train_loss"], label="train", **style)
@@ -387,7 +387,7 @@ def plot_confusion_matrix(
         cbar_label, vmax = "count", None
 
     size = 2.5 + 0.55 * k
-    fig = _new_figure(size + 1.2, size + (0.3 if title else 0))
+    fig = new_figure(size + 1.2, size + (0.3 if title else 0))
     ax = fig.subplots()
     sns.heatmap(
         values,
@@ -434,7 +434,7 @@ def plot_misclassified(
     """
     n = len(images)
     if n == 0:
-        fig = _new_figure(4, 1)
+        fig = new_figure(4, 1)
         fig.text(0.5, 0.5, "no misclassified examples", ha="center", va="center")
         _suptitle(fig, title)
         return fig
@@ -474,7 +474,7 @@ def plot_per_class_accuracy(
         )
     order = np.argsort(acc, kind="stable")
     pct = 100 * acc[order]
-    fig = _new_figure(7, 1.2 + 0.35 * len(acc) + (0.3 if title else 0))
+    fig = new_figure(7, 1.2 + 0.35 * len(acc) + (0.3 if title else 0))
     ax = fig.subplots()
     bars = ax.barh([classes[i] for i in order], pct, color="C0")
     values = ax.bar_label(bars, labels=[f"{v:.1f}%" for v in pct], padding=3, fontsize=9)
@@ -561,7 +561,7 @@ def plot_saliency(
     per_block = 1 + len(rows)
     ncols = min(n, 8)
     blocks = math.ceil(n / ncols)
-    fig = _new_figure(
+    fig = new_figure(
         ncols * _TILE + 0.8,
         blocks * (per_block * _TILE + lines * _TITLE_LINE) + (0.4 if title else 0),
     )
@@ -612,7 +612,7 @@ def plot_rf_map(erf, rf_size: int | None = None, title: str | None = None) -> Fi
         raise ValueError(f"rf_size must be a positive number of pixels; got {rf_size}")
     h, w = e.shape
 
-    fig = _new_figure(5.5, 5.2 + (0.3 if title else 0))
+    fig = new_figure(5.5, 5.2 + (0.3 if title else 0))
     ax = fig.subplots()
     im = ax.imshow(e, cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
     fig.colorbar(im, ax=ax, shrink=0.8, label="effective RF (normalized |gradient|)")
@@ -665,7 +665,7 @@ def plot_ablation(rows: Sequence, title: str | None = None, noise: float | None 
     """
     if not rows:
         raise ValueError("plot_ablation needs at least one variant")
-    fig = _new_figure(1.6 + 1.5 * len(rows), 3.6 + (0.3 if title else 0))
+    fig = new_figure(1.6 + 1.5 * len(rows), 3.6 + (0.3 if title else 0))
     ax = fig.subplots()
     x = np.arange(len(rows))
     means = np.array([100 * np.mean(r.accs) for r in rows])
@@ -752,7 +752,7 @@ def plot_accuracy_vs_compute(experiments: dict[str, Sequence], title: str | None
     for rows in experiments.values():
         for r in rows:
             counts[r.variant] = counts.get(r.variant, 0) + 1
-    fig = _new_figure(11, 4.5 + (0.3 if title else 0))
+    fig = new_figure(11, 4.5 + (0.3 if title else 0))
     axes = fig.subplots(1, 2, sharey=True)
     for ax, key, xlabel in (
         (axes[0], "mult_adds", "multiply-adds per image (millions)"),

@@ -21,7 +21,7 @@ import ipywidgets as widgets
 from IPython.display import display
 from matplotlib.figure import Figure
 
-from .plots import _new_figure
+from .plots import new_figure
 
 __all__ = ["IPYWIDGETS_MAJOR", "Interactive", "redraw_figure", "show_figure"]
 
@@ -32,7 +32,7 @@ MAX_SUMMARY = 110
 
 def redraw_figure(width: float, height: float) -> Figure:
     """A new figure for one redraw of a widget: constrained layout, not tracked by pyplot."""
-    return _new_figure(width, height)
+    return new_figure(width, height)
 
 
 def show_figure(fig: Figure) -> None:
