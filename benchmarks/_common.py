@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from course_lib.augment import test_transforms, train_transforms
+from course_lib.augment import eval_transforms, train_transforms
 from course_lib.data import channel_stats, load_cifar10, make_loaders
 from course_lib.train import TrainConfig
 
@@ -26,7 +26,7 @@ def loaders(batch_size: int = BATCH_SIZE, num_workers: int = 0, seed: int = 0):
     return make_loaders(
         data,
         train_transforms(mean, std, seed=seed),
-        test_transforms(mean, std),
+        eval_transforms(mean, std),
         batch_size=batch_size,
         num_workers=num_workers,
         seed=seed,

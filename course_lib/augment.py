@@ -258,7 +258,7 @@ def apply_to_images(
     return np.stack([np.asarray(transform(image=img)["image"]) for img in x])
 
 
-def test_transforms(mean: Sequence[float], std: Sequence[float]) -> A.Compose:
+def eval_transforms(mean: Sequence[float], std: Sequence[float]) -> A.Compose:
     """Normalize (0-1 mean and std) and ToTensorV2, for uint8 test images.
 
     Used in lessons 03 and 04.
@@ -273,7 +273,6 @@ def test_transforms(mean: Sequence[float], std: Sequence[float]) -> A.Compose:
 
 
 # pytest collects any function named test_* that a test module imports; this is not a test.
-test_transforms.__test__ = False  # type: ignore[attr-defined]
 
 
 def _check_batch(x: torch.Tensor) -> None:

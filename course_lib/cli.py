@@ -130,7 +130,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from .data import load_cifar10, subset
-    from .evaluate import load_checkpoint, predict, test_loader
+    from .evaluate import eval_loader, load_checkpoint, predict
 
     if args.test_size < 0:
         raise ValueError(f"--test-size must be 0 (all) or positive, got {args.test_size}")
@@ -142,7 +142,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                 f"--test-size {args.test_size} is more than the {len(data.y_test):,} test images"
             )
         data = subset(data, None, args.test_size)
-    loader = test_loader(data.x_test, data.y_test, record["normalize"])
+    loader = eval_loader(data.x_test, data.y_test, record["normalize"])
     plain = predict(model, loader, progress=True)
     tta = predict(model, loader, tta=True, progress=True)
     print(f"recorded final-epoch test accuracy: {record['final_test_acc']:.2%}")

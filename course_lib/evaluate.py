@@ -135,7 +135,7 @@ def published_checkpoint(root: str | Path | None = None) -> Path:
     return path
 
 
-def test_loader(
+def eval_loader(
     images: np.ndarray,
     labels: np.ndarray,
     normalize: dict[str, list[float]],
@@ -145,14 +145,13 @@ def test_loader(
 
     Used in lessons 04 and 05.
     """
-    from .augment import test_transforms
+    from .augment import eval_transforms
     from .data import AugmentedDataset
 
-    transform = test_transforms(normalize["mean"], normalize["std"])
+    transform = eval_transforms(normalize["mean"], normalize["std"])
     return DataLoader(AugmentedDataset(images, labels, transform), batch_size=batch_size)
 
 
-test_loader.__test__ = False  # not a pytest test, despite its name
 
 
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:

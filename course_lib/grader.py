@@ -349,7 +349,7 @@ def _describe(err: BaseException, spec: str) -> str:
 
 def _accuracy(model: nn.Module, label: str, args: argparse.Namespace, weights: str | None) -> Rule:
     from .data import channel_stats, load_cifar10
-    from .evaluate import predict, test_loader
+    from .evaluate import eval_loader, predict
     from .train import TrainConfig, read_state, run
 
     if weights:
@@ -357,7 +357,7 @@ def _accuracy(model: nn.Module, label: str, args: argparse.Namespace, weights: s
         data = load_cifar10(args.data_root, verbose=False)
         stats = channel_stats(data.x_train)  # the course's normalisation, as in training
         normalize = {"mean": stats["mean"].tolist(), "std": stats["std"].tolist()}
-        acc = predict(model, test_loader(data.x_test, data.y_test, normalize)).accuracy
+        acc = predict(model, eval_loader(data.x_test, data.y_test, normalize)).accuracy
         how = f"{Path(weights).name}, {len(data.y_test):,} test images, {data.label}"
     else:
         cfg = TrainConfig(model=label, epochs=args.epochs)

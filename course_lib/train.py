@@ -461,7 +461,7 @@ def training_loaders(
     ``{"mean": [...], "std": [...]}`` (0-1 units), the record that goes into the JSON.
     Used by ``run`` and by lesson 06's ablations.
     """
-    from .augment import test_transforms, train_transforms
+    from .augment import eval_transforms, train_transforms
     from .data import channel_stats, make_loaders, subset
 
     for name, n, have in (
@@ -480,7 +480,7 @@ def training_loaders(
     train_loader, test_loader = make_loaders(
         data,
         train_transforms(mean, std, aug, seed=cfg.seed),
-        test_transforms(mean, std),
+        eval_transforms(mean, std),
         batch_size=cfg.batch_size,
         num_workers=cfg.num_workers,
         seed=cfg.seed,

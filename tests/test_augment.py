@@ -18,11 +18,11 @@ from course_lib.augment import (
     apply_to_images,
     coarse_dropout_only,
     cutout_batch,
+    eval_transforms,
     hole_fill,
     ricap_batch,
     ricap_loss,
     shift_scale_rotate_as_affine,
-    test_transforms,
     train_transforms,
 )
 
@@ -135,14 +135,14 @@ def test_train_pipeline_gives_float32_chw_tensor():
 
 def test_test_pipeline_maps_a_mean_coloured_image_to_zero():
     img = np.full((32, 32, 3), hole_fill(MEAN), dtype=np.uint8)
-    out = test_transforms(MEAN, STD)(image=img)["image"]
+    out = eval_transforms(MEAN, STD)(image=img)["image"]
     assert out.shape == (3, 32, 32) and out.dtype == torch.float32
     assert out.abs().max() < 0.5 / 255 / min(STD)  # only the rounding to uint8 is left
 
 
 def test_test_pipeline_divides_by_std():
     img = np.full((32, 32, 3), 255, dtype=np.uint8)
-    out = test_transforms(MEAN, STD)(image=img)["image"]
+    out = eval_transforms(MEAN, STD)(image=img)["image"]
     expected = (1 - np.array(MEAN)) / np.array(STD)
     np.testing.assert_allclose(out[:, 0, 0].numpy(), expected, rtol=1e-5)
 
@@ -337,7 +337,7 @@ def test_bad_mean_or_std_is_refused_with_a_message(mean, std, message):
     with pytest.raises(ValueError, match=message):
         train_transforms(mean, std)
     with pytest.raises(ValueError, match=message):
-        test_transforms(mean, std)
+        eval_transforms(mean, std)
 
 
 @pytest.mark.parametrize(
@@ -447,7 +447,7 @@ def test_every_public_pipeline_refuses_what_is_not_uint8_rgb_32x32(name):
     image, message = BAD_IMAGES[name]
     pipelines = [
         train_transforms(MEAN, STD, seed=0),
-        test_transforms(MEAN, STD),
+        eval_transforms(MEAN, STD),
         coarse_dropout_only(MEAN, seed=0),
     ]
     for pipeline in pipelines:

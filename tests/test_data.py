@@ -13,7 +13,7 @@ import torch
 import torchvision
 
 from course_lib import data as cd
-from course_lib.augment import AugmentConfig, test_transforms, train_transforms
+from course_lib.augment import AugmentConfig, eval_transforms, train_transforms
 from course_lib.data import (
     AugmentedDataset,
     Cifar10,
@@ -277,7 +277,7 @@ def test_augmented_dataset_rejects_float_images_with_a_message():
 def test_make_loaders_batches_have_the_right_shapes_and_keep_the_last_short_batch():
     data = synthetic_data(40, 20)
     train, test = make_loaders(
-        data, train_transforms(MEAN, STD, seed=0), test_transforms(MEAN, STD), 16, 0
+        data, train_transforms(MEAN, STD, seed=0), eval_transforms(MEAN, STD), 16, 0
     )
     shapes = [(tuple(x.shape), tuple(y.shape), y.dtype) for x, y in train]
     assert shapes == [((16, 3, 32, 32), (16,), torch.int64)] * 2 + [
