@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 from .augment import AugmentConfig
 from .data import Cifar10
 from .device import autocast, prepare
-from .models import FourBlockNet, NetPlan, count_parameters, summary
+from .models import PLANS, FourBlockNet, NetPlan, count_parameters, summary
 from .receptive_field import receptive_field
 from .train import TrainConfig, environment_info, fit, seed_everything, training_loaders
 
@@ -73,7 +73,6 @@ PROBE_VARIANTS = {"trimming": "final", "strided": "strided_probe", "maxpool": "m
 # regulariser. It states neither the epochs nor whether the numbers are final- or best-epoch.
 REPORTED_ELSEWHERE = {"cutout": (0.8531, 0.8731), "ricap": (0.8626, 0.8762)}
 ASSIGNMENT_AUGMENT = AugmentConfig()  # the trainer's settings, from their one source
-ALL_STANDARD = (False, False, False, False)
 
 
 @dataclass(frozen=True)
@@ -90,10 +89,7 @@ class Variant:
 
 VARIANTS: dict[str, Variant] = {
     "final": Variant(),
-    "halving": Variant(plan=NetPlan(down_dilation=(8, 4, 2, 1))),
-    "strided": Variant(plan=NetPlan(downsampling="strided")),
-    "maxpool": Variant(plan=NetPlan(downsampling="maxpool")),
-    "standard": Variant(plan=NetPlan(separable=ALL_STANDARD, down_separable=ALL_STANDARD)),
+    **{name: Variant(plan=PLANS[name]) for name in ("halving", "strided", "maxpool", "standard")},
     "no_augment": Variant(augment=AugmentConfig(flip_p=0.0, affine_p=0.0, cutout_p=0.0)),
     "flip_shift": Variant(augment=AugmentConfig(scale=0.0, rotate=0.0, cutout_p=0.0)),
     "cutout": Variant(batch_aug="cutout"),

@@ -16,7 +16,6 @@ Used in lessons 02, 04, 05 and 06.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import Tensor, nn
@@ -123,51 +122,30 @@ def _downsample(
     return nn.Sequential(*conv(c_in, c_out, 3), nn.MaxPool2d(2))
 
 
-def dilated_net() -> FourBlockNet:
-    """The final model: every block shrinks its map with an unpadded dilated 3x3 conv.
-
-    No stride or pooling anywhere, so no pixel is skipped: dilations 2, 2, 4, 4 trim the map
-    32 -> 28 -> 24 -> 16 -> 8 and add 4+4+8+8 to the receptive field, and global average
-    pooling then votes over 64 positions. Full convs where maps are large (C1, C2),
-    depthwise-separable convs where channels are wide (C3, C4), residual pairs so the
-    13-conv stack trains fast.
-    """
-    return FourBlockNet(NetPlan(downsampling="dilated"))
-
-
-def strided_net() -> FourBlockNet:
-    """The plain option: the same plan, with each block's last conv at stride 2.
-
-    A strided conv computes a quarter of the outputs, so it is cheaper than dilation,
-    but each output sees a 3x3 window of its input at jump 2.
-    """
-    return FourBlockNet(NetPlan(downsampling="strided"))
-
-
-def maxpool_net() -> FourBlockNet:
-    """Baseline with max-pooling after each block's last conv, for comparison only.
-
-    The assignment forbids max-pooling; lesson 06 measures what it would have bought.
-    """
-    return FourBlockNet(NetPlan(downsampling="maxpool"))
-
-
-MODELS: dict[str, Callable[[], nn.Module]] = {
-    "dilated": dilated_net,
-    "strided": strided_net,
-    "maxpool": maxpool_net,
+# Every network the course trains, by name. "dilated" is the final model: its unpadded dilated
+# 3x3 convs (dilations 2, 2, 4, 4) trim the map 32 -> 28 -> 24 -> 16 -> 8 with no pixel skipped.
+# "strided" (the assignment's plain option) and "maxpool" (not allowed; a baseline) differ only
+# in that last conv of each block; "halving" trims with dilations 8, 4, 2, 1 (lessons 02, 06);
+# "standard" has no depthwise-separable conv (lesson 06).
+ALL_STANDARD = (False, False, False, False)
+PLANS: dict[str, NetPlan] = {
+    "dilated": NetPlan(),
+    "strided": NetPlan(downsampling="strided"),
+    "maxpool": NetPlan(downsampling="maxpool"),
+    "halving": NetPlan(down_dilation=(8, 4, 2, 1)),
+    "standard": NetPlan(separable=ALL_STANDARD, down_separable=ALL_STANDARD),
 }
+MODELS = ("dilated", "strided", "maxpool")  # what ``python -m course_lib train --model`` offers
 
 
 def build_model(name: str = "dilated") -> nn.Module:
-    """A fresh, randomly initialised model by name: ``"dilated"``, ``"strided"`` or ``"maxpool"``.
+    """A fresh, randomly initialised network of ``PLANS`` by name.
 
     Used in lessons 02, 04, 05 and 06.
     """
-    try:
-        return MODELS[name]()
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}") from None
+    if name not in PLANS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(PLANS)}")
+    return FourBlockNet(PLANS[name])
 
 
 def count_parameters(model: nn.Module) -> int:
