@@ -10,8 +10,7 @@ block changes between the variants:
 - ``"maxpool"``: a 3x3 conv followed by 2x2 max-pooling (the baseline the assignment forbids).
 
 All three have the same parameters; the dilated one keeps larger maps, so it computes more.
-
-Used in lessons 02, 04, 05 and 06.
+Used in lessons 01, 02, 04, 05 and 06.
 """
 
 from __future__ import annotations
@@ -19,13 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from torch import Tensor, nn
+from torchinfo import summary as torchinfo_summary
 
-from .layers import (
-    ConvBNReLU,
-    DilatedDownsample,
-    SeparableConvBNReLU,
-    residual_pair,
-)
+from .layers import conv_bn_relu, residual_pair
 
 NUM_CLASSES = 10
 DOWNSAMPLING = ("dilated", "strided", "maxpool")
@@ -37,13 +32,11 @@ class NetPlan:
 
     widths: channels inside C1..C4; the downsampling conv of Ci outputs widths[i+1]
         (C4's outputs ``head_width``).
-    separable: per block, whether its residual convs are depthwise-separable (cheap in
-        parameters, used where channels are wide and maps small).
+    separable: per block, whether its residual convs are depthwise-separable.
     down_separable: per block, whether its downsampling conv is depthwise-separable.
     res_dilation: per block, the dilation of its residual convs (padded to keep the size).
-    down_dilation: per block, the dilation of its unpadded downsampling conv when
-        ``downsampling="dilated"``: it trims ``2 * (d - p)`` pixels from the map, where
-        ``p`` is that block's ``down_padding`` (0 for the final model).
+    down_dilation, down_padding: per block, the dilation and padding of its downsampling conv
+        when ``downsampling="dilated"``: it trims ``2 * (d - p)`` pixels from the map.
     """
 
     widths: tuple[int, int, int, int] = (32, 64, 96, 112)
@@ -55,7 +48,6 @@ class NetPlan:
     head_width: int = 112
     downsampling: str = "dilated"
     input_size: int = 32
-    dropout: float = 0.0
 
 
 class FourBlockNet(nn.Module):
@@ -71,27 +63,20 @@ class FourBlockNet(nn.Module):
                 f"downsampling must be one of {DOWNSAMPLING}, got {plan.downsampling!r}"
             )
         self.plan = plan
-        self.prep = ConvBNReLU(3, plan.widths[0])
+        self.prep = conv_bn_relu(3, plan.widths[0])
         outs = (*plan.widths[1:], plan.head_width)
         size = plan.input_size
-        dilated = plan.downsampling == "dilated"
         blocks = zip(
-            plan.widths,
-            outs,
-            plan.separable,
-            plan.down_separable,
-            plan.res_dilation,
-            plan.down_dilation,
-            plan.down_padding,
-            strict=True,
+            plan.widths, outs, plan.separable, plan.down_separable, plan.res_dilation,
+            plan.down_dilation, plan.down_padding, strict=True,
         )
         for i, (c, c_next, sep, down_sep, dil, down_dil, down_pad) in enumerate(blocks):
             block = nn.Sequential()
-            res = residual_pair(c, separable=sep, dilation=dil, dropout=plan.dropout)
-            block.add_module("res", res)
+            block.add_module("res", residual_pair(c, separable=sep, dilation=dil))
             down = _downsample(plan.downsampling, c, c_next, down_dil, down_pad, down_sep)
             block.add_module("down", down)
             self.add_module(f"c{i + 1}", block)
+            dilated = plan.downsampling == "dilated"
             size = size - 2 * (down_dil - down_pad) if dilated else size // 2
             if size < 1:
                 raise ValueError(
@@ -109,24 +94,19 @@ class FourBlockNet(nn.Module):
 def _downsample(
     kind: str, c_in: int, c_out: int, dilation: int, padding: int, separable: bool
 ) -> nn.Module:
-    if kind == "dilated":
-        return DilatedDownsample(c_in, c_out, dilation, padding=padding, separable=separable)
-    conv = SeparableConvBNReLU if separable else ConvBNReLU
+    if kind == "dilated":  # unpadded, it trims 2 * (dilation - padding) pixels
+        if padding >= dilation:
+            raise ValueError(f"padding {padding} >= dilation {dilation} would not shrink the map")
+        return conv_bn_relu(c_in, c_out, separable=separable, padding=padding, dilation=dilation)
     if kind == "strided":
-        if separable:
-            return nn.Sequential(
-                nn.Conv2d(c_in, c_in, 3, 2, 1, groups=c_in, bias=False),
-                *ConvBNReLU(c_in, c_out, 1),
-            )
-        return ConvBNReLU(c_in, c_out, 3, stride=2)
-    return nn.Sequential(*conv(c_in, c_out, 3), nn.MaxPool2d(2))
+        return conv_bn_relu(c_in, c_out, separable=separable, stride=2)
+    return nn.Sequential(*conv_bn_relu(c_in, c_out, separable=separable), nn.MaxPool2d(2))
 
 
-# Every network the course trains, by name. "dilated" is the final model: its unpadded dilated
-# 3x3 convs (dilations 2, 2, 4, 4) trim the map 32 -> 28 -> 24 -> 16 -> 8 with no pixel skipped.
-# "strided" (the assignment's plain option) and "maxpool" (not allowed; a baseline) differ only
-# in that last conv of each block; "halving" trims with dilations 8, 4, 2, 1 (lessons 02, 06);
-# "standard" has no depthwise-separable conv (lesson 06).
+# Every network the course trains, by name. "dilated" is the final model; "strided" (the
+# assignment's plain option) and "maxpool" (not allowed; a baseline) differ only in the last conv
+# of each block; "halving" trims with dilations 8, 4, 2, 1 (lessons 02, 06); "standard" has no
+# depthwise-separable conv (lesson 06).
 ALL_STANDARD = (False, False, False, False)
 PLANS: dict[str, NetPlan] = {
     "dilated": NetPlan(),
@@ -141,7 +121,7 @@ MODELS = ("dilated", "strided", "maxpool")  # what ``python -m course_lib train 
 def build_model(name: str = "dilated") -> nn.Module:
     """A fresh, randomly initialised network of ``PLANS`` by name.
 
-    Used in lessons 02, 04, 05 and 06.
+    Used in lessons 01, 02, 04, 05 and 06 and by the CLI.
     """
     if name not in PLANS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(PLANS)}")
@@ -151,7 +131,7 @@ def build_model(name: str = "dilated") -> nn.Module:
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters.
 
-    Used in lessons 01 and 04.
+    Used in lessons 02 and 04, the grader and the CLI.
     """
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
@@ -159,10 +139,8 @@ def count_parameters(model: nn.Module) -> int:
 def summary(model: nn.Module, input_size: tuple[int, int, int] = (3, 32, 32), depth: int = 3):
     """torchinfo summary (output shapes, parameters, multiply-adds) for one image.
 
-    Used in lesson 04.
+    Used in lessons 01 and 04, ``conv_arithmetic`` and the CLI.
     """
-    from torchinfo import summary as torchinfo_summary
-
     return torchinfo_summary(
         model,
         input_size=(1, *input_size),
