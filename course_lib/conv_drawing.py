@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import ipywidgets as widgets
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
 from matplotlib.patches import Patch, Rectangle
-from torch import nn
 
 from .plots import new_figure
 from .widget_support import Interactive, redraw_figure, show_figure
@@ -38,41 +38,15 @@ _CELL_IN = 0.22  # inches per grid cell in a filmstrip
 Pair = tuple[int, int]
 
 
-@dataclass(frozen=True)
-class _Axis:
+def _axis(n: int, k: int, s: int, p: int, d: int, op: int, transposed: bool) -> SimpleNamespace:
     """One axis of a geometry: the canvas and the taps are products of two of these."""
-
-    n: int
-    k: int
-    s: int
-    p: int
-    d: int
-    op: int
-    transposed: bool
-
-    @property
-    def span(self) -> int:
-        return self.d * (self.k - 1) + 1
-
-    @property
-    def before(self) -> int:  # canvas cells before the first input pixel
-        return self.span - 1 - self.p if self.transposed else self.p
-
-    @property
-    def step(self) -> int:  # how far the kernel moves per output
-        return 1 if self.transposed else self.s
-
-    @property
-    def length(self) -> int:
-        spread = (self.n - 1) * self.s + 1 if self.transposed else self.n
-        return 2 * self.before + spread + self.op
-
-    @property
-    def out(self) -> int:
-        return (self.length - self.span) // self.step + 1
-
-    def inputs(self) -> np.ndarray:  # canvas positions of the input pixels
-        return self.before + (self.s if self.transposed else 1) * np.arange(self.n)
+    span = d * (k - 1) + 1
+    before = span - 1 - p if transposed else p  # canvas cells before the first input pixel
+    gap, step = (s, 1) if transposed else (1, s)  # cells between input pixels; kernel's step
+    length = 2 * before + gap * (n - 1) + 1 + op
+    out = (length - span) // step + 1
+    inputs = before + gap * np.arange(n)  # canvas positions of the input pixels
+    return SimpleNamespace(**locals())
 
 
 @dataclass(frozen=True)
@@ -109,10 +83,10 @@ class ConvGeometry:
                 )
 
     @property
-    def axes(self) -> tuple[_Axis, _Axis]:
+    def axes(self) -> tuple[SimpleNamespace, SimpleNamespace]:
         fields = zip(self.size, self.kernel, self.stride, self.padding, self.dilation,
                      self.output_padding, strict=True)  # fmt: skip
-        return tuple(_Axis(*f, self.transposed) for f in fields)  # type: ignore[return-value]
+        return tuple(_axis(*f, self.transposed) for f in fields)  # type: ignore[return-value]
 
     @property
     def canvas_shape(self) -> Pair:
@@ -121,14 +95,6 @@ class ConvGeometry:
     @property
     def output_shape(self) -> Pair:
         return self.axes[0].out, self.axes[1].out
-
-    def module(self, c_in: int = 1, c_out: int = 1) -> nn.Module:
-        """The PyTorch layer this geometry draws (no bias)."""
-        if self.transposed:
-            return nn.ConvTranspose2d(c_in, c_out, self.kernel, self.stride, self.padding,
-                                      self.output_padding, bias=False, dilation=self.dilation)
-        return nn.Conv2d(c_in, c_out, self.kernel, self.stride, self.padding, self.dilation,
-                         bias=False)  # fmt: skip
 
     def describe(self) -> str:
         """E.g. ``3x3 kernel, stride 2, padding 1: 5x5 -> 3x3``."""
@@ -148,8 +114,8 @@ def canvas_cells(geom: ConvGeometry) -> np.ndarray:
     codes = []
     for a in geom.axes:
         line = np.full(a.length, CELL_PADDING)
-        line[a.before : a.inputs()[-1] + 1] = CELL_INSERTED
-        line[a.inputs()] = CELL_INPUT
+        line[a.before : a.inputs[-1] + 1] = CELL_INSERTED
+        line[a.inputs] = CELL_INPUT
         codes.append(line)
     rows, cols = codes[0][:, None], codes[1][None, :]
     return np.where((rows == CELL_PADDING) | (cols == CELL_PADDING), CELL_PADDING,
@@ -175,7 +141,7 @@ def conv_by_taps(x: np.ndarray, w: np.ndarray, geom: ConvGeometry) -> np.ndarray
     A transposed conv's taps read the flipped weight. Used in lesson 01.
     """
     canvas = np.zeros(geom.canvas_shape)
-    canvas[np.ix_(geom.axes[0].inputs(), geom.axes[1].inputs())] = x
+    canvas[np.ix_(geom.axes[0].inputs, geom.axes[1].inputs)] = x
     w = np.asarray(w)[::-1, ::-1] if geom.transposed else np.asarray(w)
     ho, wo = geom.output_shape
     taps = [kernel_taps(geom, i, j) for i in range(ho) for j in range(wo)]

@@ -60,19 +60,13 @@ class SeparableConv2dNormActivation(ConvNormActivation):
 def conv_bn_relu(
     c_in: int, c_out: int, kernel: int = 3, *, separable: bool = False, **kwargs
 ) -> ConvNormActivation:
-    """conv (no bias: BN's shift replaces it) -> BN -> ReLU; ``padding=None`` keeps the size.
-
-    ``kwargs`` are ``Conv2dNormActivation``'s (stride, padding, dilation). Used by ``models``.
-    """
+    """conv (no bias: BN's shift replaces it) -> BN -> ReLU; ``padding=None`` keeps the size."""
     block = SeparableConv2dNormActivation if separable else Conv2dNormActivation
     return block(c_in, c_out, kernel, **kwargs)
 
 
 class Residual(nn.Module):
-    """``x + body(x)``: the identity path lets a block start as a no-op and learn a correction.
-
-    Used in lessons 02 and 04.
-    """
+    """``x + body(x)``: the identity path lets a block start as a no-op and learn a correction."""
 
     def __init__(self, body: nn.Module) -> None:
         super().__init__()
@@ -83,10 +77,7 @@ class Residual(nn.Module):
 
 
 def residual_pair(channels: int, *, separable: bool = False, dilation: int = 1) -> Residual:
-    """Two same-size 3x3 conv-BN-ReLU layers (optionally dilated) in a skip connection.
-
-    Used by ``models`` and ``benchmarks/architecture_probes.py``.
-    """
+    """Two same-size 3x3 conv-BN-ReLU layers (optionally dilated) in a skip connection."""
     def layer() -> Conv2dNormActivation:
         return conv_bn_relu(channels, channels, separable=separable, dilation=dilation)
 

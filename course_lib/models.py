@@ -1,16 +1,7 @@
-"""The course's networks: one C1-C2-C3-C4-output plan, three ways to downsample.
-
-Each block Ci is a residual pair of 3x3 convs followed by a conv that shrinks the map; the
-output block is global average pooling and one linear layer. Only that last conv of each
-block changes between the variants:
-
-- ``"dilated"``: an unpadded dilated 3x3 conv that trims ``2d`` pixels; with dilations
-  2, 2, 4, 4 the map goes 32 -> 28 -> 24 -> 16 -> 8. The assignment's bonus, the final model;
-- ``"strided"``: a 3x3 conv at stride 2 (32 -> 16 -> 8 -> 4 -> 2);
-- ``"maxpool"``: a 3x3 conv followed by 2x2 max-pooling (the baseline the assignment forbids).
-
-All three have the same parameters; the dilated one keeps larger maps, so it computes more.
-Used in lessons 01, 02, 04, 05 and 06.
+"""The course's networks: C1-C2-C3-C4-output, where only the conv that shrinks each block's map
+differs: unpadded and dilated (``"dilated"``, the final model: 32 -> 28 -> 24 -> 16 -> 8), at
+stride 2 (``"strided"``) or followed by max-pooling (``"maxpool"``, the forbidden baseline).
+Used in lessons 01, 02, 04 and 06.
 """
 
 from __future__ import annotations
@@ -28,15 +19,11 @@ DOWNSAMPLING = ("dilated", "strided", "maxpool")
 
 @dataclass(frozen=True)
 class NetPlan:
-    """Everything that defines a C1-C2-C3-C4-output network.
+    """Everything that defines a C1-C2-C3-C4-output network; the tuples hold one value per block.
 
-    widths: channels inside C1..C4; the downsampling conv of Ci outputs widths[i+1]
-        (C4's outputs ``head_width``).
-    separable: per block, whether its residual convs are depthwise-separable.
-    down_separable: per block, whether its downsampling conv is depthwise-separable.
-    res_dilation: per block, the dilation of its residual convs (padded to keep the size).
-    down_dilation, down_padding: per block, the dilation and padding of its downsampling conv
-        when ``downsampling="dilated"``: it trims ``2 * (d - p)`` pixels from the map.
+    widths: channels inside C1..C4 (the downsampling conv of Ci outputs widths[i+1], or
+        ``head_width``); res_dilation is padded to keep the size; an unpadded conv with
+        down_dilation d and down_padding p trims ``2 * (d - p)`` pixels.
     """
 
     widths: tuple[int, int, int, int] = (32, 64, 96, 112)
@@ -51,10 +38,7 @@ class NetPlan:
 
 
 class FourBlockNet(nn.Module):
-    """C1 C2 C3 C4 then output, built from a ``NetPlan``.
-
-    Used in lessons 02, 04 and 06.
-    """
+    """C1 C2 C3 C4 then output, built from a ``NetPlan``. Used in lesson 02 and by ``ablations``."""
 
     def __init__(self, plan: NetPlan = NetPlan()) -> None:
         super().__init__()
@@ -66,10 +50,8 @@ class FourBlockNet(nn.Module):
         self.prep = conv_bn_relu(3, plan.widths[0])
         outs = (*plan.widths[1:], plan.head_width)
         size = plan.input_size
-        blocks = zip(
-            plan.widths, outs, plan.separable, plan.down_separable, plan.res_dilation,
-            plan.down_dilation, plan.down_padding, strict=True,
-        )
+        blocks = zip(plan.widths, outs, plan.separable, plan.down_separable, plan.res_dilation,
+                     plan.down_dilation, plan.down_padding, strict=True)  # fmt: skip
         for i, (c, c_next, sep, down_sep, dil, down_dil, down_pad) in enumerate(blocks):
             block = nn.Sequential()
             block.add_module("res", residual_pair(c, separable=sep, dilation=dil))
@@ -103,10 +85,8 @@ def _downsample(
     return nn.Sequential(*conv_bn_relu(c_in, c_out, separable=separable), nn.MaxPool2d(2))
 
 
-# Every network the course trains, by name. "dilated" is the final model; "strided" (the
-# assignment's plain option) and "maxpool" (not allowed; a baseline) differ only in the last conv
-# of each block; "halving" trims with dilations 8, 4, 2, 1 (lessons 02, 06); "standard" has no
-# depthwise-separable conv (lesson 06).
+# Every network the course trains, by name: "halving" trims with dilations 8, 4, 2, 1 (lessons 02,
+# 06); "standard" has no depthwise-separable conv (lesson 06).
 ALL_STANDARD = (False, False, False, False)
 PLANS: dict[str, NetPlan] = {
     "dilated": NetPlan(),
@@ -119,28 +99,19 @@ MODELS = ("dilated", "strided", "maxpool")  # what ``python -m course_lib train 
 
 
 def build_model(name: str = "dilated") -> nn.Module:
-    """A fresh, randomly initialised network of ``PLANS`` by name.
-
-    Used in lessons 01, 02, 04, 05 and 06 and by the CLI.
-    """
+    """A fresh, randomly initialised network of ``PLANS``. Used in lessons 01, 02, 04, the CLI."""
     if name not in PLANS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(PLANS)}")
     return FourBlockNet(PLANS[name])
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters.
-
-    Used in lessons 02 and 04, the grader and the CLI.
-    """
+    """Number of trainable parameters. Used in lessons 01, 02, the grader, the CLI."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def summary(model: nn.Module, input_size: tuple[int, int, int] = (3, 32, 32), depth: int = 3):
-    """torchinfo summary (output shapes, parameters, multiply-adds) for one image.
-
-    Used in lessons 01 and 04, ``conv_arithmetic`` and the CLI.
-    """
+    """torchinfo's summary for one image. Used in lessons 01, 04 and the CLI."""
     return torchinfo_summary(
         model,
         input_size=(1, *input_size),

@@ -1,9 +1,10 @@
-"""Tests for course_lib.conv_drawing: the drawn taps compute what PyTorch computes; figures; widget."""
+"""Tests for course_lib.conv_drawing: the drawn taps compute what PyTorch does; figures; widget."""
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from course_lib.conv_drawing import (
     CELL_INPUT,
@@ -48,7 +49,11 @@ def _close_figures():
 def test_the_drawn_taps_compute_exactly_what_pytorch_computes(geom):
     rng = np.random.default_rng(0)
     x, w = rng.normal(size=geom.size), rng.normal(size=geom.kernel)
-    layer = geom.module()
+    if geom.transposed:
+        layer = nn.ConvTranspose2d(1, 1, geom.kernel, geom.stride, geom.padding,
+                                   geom.output_padding, bias=False, dilation=geom.dilation)
+    else:
+        layer = nn.Conv2d(1, 1, geom.kernel, geom.stride, geom.padding, geom.dilation, bias=False)
     layer.weight.data = torch.tensor(w, dtype=torch.float64)[None, None]
     with torch.no_grad():
         expected = layer.double()(torch.tensor(x)[None, None])[0, 0].numpy()
