@@ -154,7 +154,8 @@ def before_after(images, transformed, labels=None, classes=None, names=("before"
 def plot_history(history: Sequence[dict], title: str | None = None) -> Figure:
     """Loss, accuracy (%, with the assignment's target and the final epoch's test accuracy
     marked) and learning rate per epoch of the trainer's history. Used in lesson 04."""
-    col = {k: np.array([row[k] for row in history], dtype=float) for k in history[0]}
+    keys = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr")
+    col = {k: np.array([row[k] for row in history], dtype=float) for k in keys}
     ep, style = col["epoch"], {"marker": "o", "markersize": 3}
     fig = new_figure(10, 3.4 + 0.3 * bool(title))
     ax_loss, ax_acc, ax_lr = fig.subplots(1, 3)
