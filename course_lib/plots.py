@@ -34,7 +34,7 @@ def to_display(images, mean=None, std=None) -> np.ndarray:
 
     Takes uint8, floats in [0, 1], or floats normalized with ``mean`` and ``std`` (0-1 floats,
     as given to ``A.Normalize``). Tensors are read channels-first where both layouts fit.
-    Used in lesson 03 and by augment_widgets.
+    Used by every image figure here and by augment_widgets.
     """
     x = _to_numpy(images)
     last = x.ndim in (3, 4) and x.shape[-1] in (1, 3)
@@ -92,7 +92,7 @@ def _suptitle(fig: Figure, title: str | None) -> None:
 def image_grid(images, labels=None, classes=None, ncols=8, titles=None, mean=None, std=None,
                title=None) -> Figure:
     """Images in rows of ``ncols``, each titled with ``titles`` or its class name.
-    Used in lesson 03 and by ``plot_misclassified``."""
+    Used in lessons 03 and 05."""
     imgs = _batch(images, mean, std)
     titles = list(titles) if titles is not None else _titles(labels, classes) or []
     n = len(imgs)
