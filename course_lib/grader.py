@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from .models import NUM_CLASSES, count_parameters
-from .receptive_field import empirical_receptive_field, positive_probe, receptive_field
+from .receptive_field import empirical_receptive_field, receptive_field
 from .tables import format_table
 
 MAX_PARAMETERS = 200_000
@@ -104,25 +104,9 @@ def _n(count: int, thing: str) -> str:
     return f"{count} {thing}{'s' * (count != 1)}"
 
 
-def _gradient_rf(model: nn.Module, input_size) -> int:
-    """``empirical_receptive_field``'s measurement for a model the calculator refuses, from the
-    last feature map the recorder sees: a lower bound under max-pooling (one input per window)."""
-    m = positive_probe(model)
-    x = torch.ones(1, *input_size, dtype=torch.float64, device=next(m.parameters()).device)
-    rec = _Recorder()
-    with suppress(Exception), rec:  # a head sized for 32x32 fails after the last map was seen
-        m(x.requires_grad_())
-    h, w = rec.maps[-1].shape[2:]
-    (grad,) = torch.autograd.grad(rec.maps[-1][:, :, h // 2, w // 2].sum(), x)
-    rows, cols = grad[0].abs().sum(0).nonzero(as_tuple=True)
-    if min(rows.min(), cols.min()) == 0 or max(rows.max(), cols.max()) == input_size[1] - 1:
-        raise ValueError("the receptive field is clipped by the input's border")
-    return int(max(rows.max() - rows.min() + 1, cols.max() - cols.min() + 1))
-
-
 def _receptive_field(model: nn.Module, input_size) -> tuple[str, bool]:
-    """By the lesson-02 calculator, confirmed by a gradient measurement on an input the field
-    fits in; where the calculator refuses the model, the gradient alone decides."""
+    """By the lesson-02 calculator, checked by gradient on an input the field fits inside; where
+    the calculator refuses the model, the gradient alone decides."""
     try:
         calc, refused = receptive_field(model, input_size), ""
     except Exception as err:  # the course's errors start with "caller: "
@@ -130,22 +114,14 @@ def _receptive_field(model: nn.Module, input_size) -> tuple[str, bool]:
     grad, side = None, 32 * -(-(calc + 16) // 32) if calc else 96
     for s in (side, side + 64):  # the larger input in case the calculator undercounts
         with suppress(Exception):
-            size = (input_size[0], s, s)
-            grad = (
-                empirical_receptive_field(model, size).size if calc else _gradient_rf(model, size)
-            )
+            grad = empirical_receptive_field(model, (input_size[0], s, s)).size
             break
-    if calc and grad == calc:
-        text = f"{calc} (calculator, confirmed by gradient)"
-    elif calc and grad is None:
-        text = f"{calc} (calculator; the gradient measurement failed)"
-    elif grad and calc:
-        text = f"{grad} (gradient; the calculator says {calc})"
-    elif grad:
-        text = f"{grad} (gradient; the calculator refused: {refused})"
-    else:
-        text = f"- (the calculator refused: {refused}; the gradient measurement failed)"
-    return text, (grad or calc or 0) > MIN_RECEPTIVE_FIELD
+    calculator = f"the calculator says {calc}" if calc else f"the calculator refused: {refused}"
+    if grad is None:
+        text = f"{calc or '-'} ({calculator}; the gradient measurement failed)"
+        return text, (calc or 0) > MIN_RECEPTIVE_FIELD
+    how = "calculator, confirmed by gradient" if grad == calc else f"gradient; {calculator}"
+    return f"{grad} ({how})", grad > MIN_RECEPTIVE_FIELD
 
 
 def _depthwise_separable(convs: list[_Conv]) -> tuple[str, bool]:
@@ -179,8 +155,8 @@ def _global_average_pooling(rec: _Recorder, out) -> tuple[str, bool]:
     if (grad - grad.mean((2, 3), keepdim=True)).abs().max().item() <= 1e-5 * scale:
         return f"logits see the last {size} map only through its mean", True
     ignored = (grad.abs().amax((0, 1)) <= 1e-7 * scale).nonzero().tolist()
+    where = ", ".join(f"({r},{c})" for r, c in ignored[:6]) + ", ..." * (len(ignored) > 6)
     if ignored:
-        where = ", ".join(f"({r},{c})" for r, c in ignored[:6]) + ", ..." * (len(ignored) > 6)
         return f"not global: ignores positions {where} of the {size} map", False
     return f"not an average: weights the {size} map's positions unequally", False
 
@@ -200,7 +176,8 @@ def grade(model: nn.Module, input_size: tuple[int, int, int] = (3, 32, 32)) -> l
     """Every structural rule of the assignment, and the bonus, measured on ``model``: one forward
     pass of two random images in eval mode (each module's flag restored afterwards), and the
     receptive field by the lesson-02 calculator and a gradient measurement. Used in lesson 04."""
-    p = next(itertools.chain(model.parameters(), model.buffers()), torch.empty(0))
+    tensors = itertools.chain(model.parameters(), model.buffers())
+    p = next((t for t in tensors if t.is_floating_point()), torch.empty(0))
     x = torch.randn(2, *input_size, generator=torch.Generator().manual_seed(0))
     x = x.to(p.device, p.dtype).requires_grad_()  # keeps a graph even if every weight is frozen
     rec, flags = _Recorder(), [(m, m.training) for m in model.modules()]
@@ -211,7 +188,8 @@ def grade(model: nn.Module, input_size: tuple[int, int, int] = (3, 32, 32)) -> l
         for m, flag in flags:
             m.training = flag
     n, pools = count_parameters(model), rec.max_pools
-    pooling = f"{_n(len(pools), 'max-pooling call')}: {', '.join(pools)}" if pools else "none"
+    calls = ", ".join(pools)
+    pooling = f"{_n(len(pools), 'max-pooling call')}: {calls}" if pools else "no max-pooling call"
     dilated = [c.dilation for c in rec.convs if c.dilation > 1]
     rates = ", ".join(map(str, sorted(set(dilated))))
     dilation = f"{_n(len(dilated), 'dilated conv')} (dilation {rates})" if dilated else "none"
@@ -332,13 +310,9 @@ def run_check(args: argparse.Namespace) -> int:
     keys = list(dict.fromkeys(r.key for _, rules, _, _ in graded for r in rules))
     header, rows = ["submission", "parameters", "RF", *keys, "error"], []
     for name, rules, error, _ in graded:
-        by_key = {r.key: r for r in rules}
-        values = [
-            by_key[k].measured.split(" ")[0] if by_key else "" for k in (PARAMETERS_KEY, RF_KEY)
-        ]
-        rows.append(
-            [name, *values, *(by_key[k].verdict if k in by_key else "" for k in keys), error]
-        )
+        get = {r.key: r for r in rules}.get
+        numbers = [get(k).measured.split(" ")[0] if rules else "" for k in (PARAMETERS_KEY, RF_KEY)]
+        rows.append([name, *numbers, *(get(k).verdict if get(k) else "" for k in keys), error])
     summary = format_table(header, rows, align="lrr" + "l" * (len(header) - 3))
     if len(graded) > 1:
         print(summary)
@@ -358,19 +332,17 @@ def add_check_parser(subparsers) -> None:
         "check",
         help="grade submitted models against every rule of the assignment",
         description="Measure every rule of the assignment on each submission's model; print one "
-        "table per submission, then a summary. WARNING: grading runs a submission's code (a "
-        "notebook: all its code cells, so strip training first); grade untrusted files in a "
-        "sandbox.",
+        "table per submission, then a summary. WARNING: grading runs a submission's code (all "
+        "the code cells of a notebook); grade untrusted files in a sandbox.",
     )
     add = p.add_argument
     add("submissions", nargs="+", metavar="PATH[:NAME]", help="a .py file or a notebook; NAME: "
         "a class or zero-argument factory, needed unless the file defines one nn.Module class")  # fmt: skip
-    add("--train", action="store_true", help="train each submission with the course's trainer "
-        "and recipe and report its final-epoch test accuracy (files in runs/check/)")  # fmt: skip
+    add("--train", action="store_true", help="train each submission with the course's recipe "
+        "and report its final-epoch test accuracy (files in runs/check/)")  # fmt: skip
     add("--epochs", type=int, default=TrainConfig.epochs, help="epochs for --train (default: "
-        "%(default)s, the trainer's: about an hour per submission on a 2-core CPU)")  # fmt: skip
-    add("--weights", action="append", metavar="FILE", help="evaluate a student's state_dict "
-        "instead: once per submission, in order, loaded with weights_only=True; test images are "
-        "normalised with the training set's channel mean and std")  # fmt: skip
+        "%(default)s: about an hour per submission on a 2-core CPU)")  # fmt: skip
+    add("--weights", action="append", metavar="FILE", help="instead, evaluate a state_dict "
+        "(loaded with weights_only=True), once per submission in order")  # fmt: skip
     add("--report", metavar="FILE", help="also write the summary to FILE (.csv or .md)")
     add("--data-root", default=None, help="dataset cache folder (default: the repository's data/)")

@@ -15,6 +15,7 @@ REPOSITORY, BRANCH = "advanced-convolutions/cifar10-course", "main"  # GitHub ow
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FILES_URL_VAR = "COURSE_FILES_URL"  # replaces GitHub's address, e.g. file:///path/to/checkout
 BADGE_MARKER, INSTALL_TAG = "<!-- colab-badge -->", "colab-install"
+BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
 COLAB_LESSONS = re.compile(r"https://colab\.research\.google\.com/github/[^\s)]+?/lessons/")
 
 
@@ -47,11 +48,6 @@ def fetch_committed(path: str, target: str | Path) -> Path:
     return target
 
 
-def badge_markdown(notebook: str) -> str:
-    image = "https://colab.research.google.com/assets/colab-badge.svg"
-    return f"{BADGE_MARKER}\n[![Open In Colab]({image})]({colab_url(notebook)})"
-
-
 def install_cell_source() -> str:
     """The install cell of every lesson: pip-installs the course on Colab, nothing elsewhere."""
     pip = ["sys.executable", '"-m"', '"pip"', '"install"', '"-q"']
@@ -67,16 +63,14 @@ def install_cell_source() -> str:
 
 
 def _sync_notebook(path: Path) -> bool:
-    nb = json.loads(path.read_text())
-    changed = False
+    nb, changed = json.loads(path.read_text()), False
     for cell in nb["cells"]:
         src = "".join(cell["source"])
         if cell["cell_type"] == "markdown" and BADGE_MARKER in src:
-            new = src.partition(BADGE_MARKER)[0] + badge_markdown(path.name)
-        elif INSTALL_TAG in cell["metadata"].get("tags", []):
-            new = install_cell_source()
+            badge = f"[![Open In Colab]({BADGE_IMAGE})]({colab_url(path.name)})"
+            new = f"{src.partition(BADGE_MARKER)[0]}{BADGE_MARKER}\n{badge}"
         else:
-            continue
+            new = install_cell_source() if INSTALL_TAG in cell["metadata"].get("tags", []) else src
         if new != src:
             cell["source"], changed = new, True
     if changed:
@@ -90,8 +84,7 @@ def sync(root: Path = REPO_ROOT) -> list[Path]:
     changed = [p for p in sorted((root / "lessons").glob("*.ipynb")) if _sync_notebook(p)]
     readme = root / "README.md"
     text = readme.read_text() if readme.exists() else ""
-    new = COLAB_LESSONS.sub(colab_url(""), text)
-    if new != text:
+    if (new := COLAB_LESSONS.sub(colab_url(""), text)) != text:
         readme.write_text(new)
         changed.append(readme)
     return changed
