@@ -1,6 +1,7 @@
-"""The repository's address and every link made from it: the lessons' Colab badges and install
-cells, the README's Colab links, and downloads of committed files (lessons 04-06). After editing
-``REPOSITORY``, run ``python -m course_lib.links`` to rewrite the lessons and the README."""
+"""The repository's address and every link made from it: each lesson's Colab badge and install
+cell, the README's Colab links, and the download of committed files (lessons 02 and 04-06). After
+editing ``REPOSITORY``, run ``python -m course_lib.links`` to rewrite the lessons and the README.
+"""
 
 from __future__ import annotations
 

@@ -1,9 +1,8 @@
 """What every course widget shares (lessons 01-03), on ipywidgets 7.7 (Colab) and 8.x alike.
 
-A widget's figure is never registered with pyplot: JupyterLab 4.4+ with ipykernel 7 handles
-widget messages in a second thread whose inline backend closes every pyplot figure after each
-message, so a pyplot figure drawn by a callback could be shown blank or half-drawn. A figure
-that pyplot does not know is shown once, by its callback, inside the widget's Output area.
+A widget's figure is never pyplot's: in JupyterLab 4.4+ with ipykernel 7 a second thread handles
+widget messages and its inline backend closes every pyplot figure after each one, so a pyplot
+figure being drawn by a callback could be shown blank. The callback shows its own figure, once.
 """
 
 from __future__ import annotations
@@ -16,11 +15,7 @@ from .plots import new_figure
 
 IPYWIDGETS_MAJOR = int(widgets.__version__.split(".")[0])
 MAX_SUMMARY = 110  # IPython and ipywidgets cut a widget's text/plain at 110 characters
-
-
-def redraw_figure(width: float, height: float) -> Figure:
-    """A new figure for one redraw of a widget: constrained layout, not tracked by pyplot."""
-    return new_figure(width, height)
+redraw_figure = new_figure  # a new figure for one redraw: constrained layout, not pyplot's
 
 
 def show_figure(fig: Figure) -> None:

@@ -1,4 +1,5 @@
 import csv
+import inspect
 import json
 import textwrap
 
@@ -164,27 +165,10 @@ def test_receptive_field_is_the_calculators_or_none_where_the_gradient_fails(mon
 
 # ---------------------------------------------------------------- the CLI
 
-GOOD = """
-import torch.nn.functional as F
-from torch import nn
-
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.c1 = nn.Conv2d(3, 16, 3, padding=1)
-        self.dw = nn.Conv2d(16, 16, 3, dilation=2, groups=16)
-        self.pw = nn.Conv2d(16, 32, 1)
-        self.c3 = nn.Conv2d(32, 32, 3, dilation=4)
-        self.c4 = nn.Conv2d(32, 32, 3, padding=8, dilation=8)
-        self.c5 = nn.Conv2d(32, 32, 3, padding=8, dilation=8)
-        self.fc = nn.Linear(32, 10)
-
-    def forward(self, x):
-        x = F.relu(self.pw(self.dw(F.relu(self.c1(x)))))
-        x = F.relu(self.c5(F.relu(self.c4(F.relu(self.c3(x))))))
-        return self.fc(x.mean((2, 3)))
-"""
+# A student's file: the same net, standalone
+GOOD = "import torch.nn.functional as F\nfrom torch import nn\n\n\n" + inspect.getsource(
+    Small
+).replace("class Small(", "class Net(")
 
 
 def write(tmp_path, name: str, code: str):
@@ -230,7 +214,8 @@ def test_a_submission_that_raises_gets_an_error_row_and_the_run_continues(tmp_pa
     assert main(["check", crash, bad_forward, good]) == 1
     out = capsys.readouterr().out
     assert "error: ZeroDivisionError: division by zero (crash.py line 3)" in out
-    assert "fwd.py:Net: FAILS\nerror: RuntimeError:" in out and "(fwd.py line 20)" in out
+    line = 1 + GOOD[: GOOD.index("x.mean((2, 3))")].count("\n")
+    assert "fwd.py:Net: FAILS\nerror: RuntimeError:" in out and f"(fwd.py line {line})" in out
     summary = out.split("\n\n")[-1].splitlines()
     assert summary[0].split("|")[1].strip() == "submission"
     assert [line.split("|")[1].strip() for line in summary[2:]] == [
