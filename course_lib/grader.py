@@ -343,6 +343,7 @@ def add_check_parser(subparsers) -> None:
     add("--epochs", type=int, default=TrainConfig.epochs, help="epochs for --train (default: "
         "%(default)s: about an hour per submission on a 2-core CPU)")  # fmt: skip
     add("--weights", action="append", metavar="FILE", help="instead, evaluate a state_dict "
-        "(loaded with weights_only=True), once per submission in order")  # fmt: skip
+        "(loaded with weights_only=True), once per submission in order, on test images "
+        "normalised with the training set's channel mean and std")  # fmt: skip
     add("--report", metavar="FILE", help="also write the summary to FILE (.csv or .md)")
     add("--data-root", default=None, help="dataset cache folder (default: the repository's data/)")

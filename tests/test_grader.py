@@ -242,11 +242,15 @@ def test_report_is_written_as_csv_and_as_markdown(tmp_path, capsys):
     assert "## good.py:Net\n\n| rule " in text and "SystemExit: 3" in text
 
 
-def test_report_with_an_unknown_suffix_is_a_one_line_error(tmp_path, capsys):
-    assert main(["check", write(tmp_path, "good.py", GOOD), "--report", "grades.txt"]) == 2
+def test_a_bad_report_suffix_or_weights_count_is_a_one_line_error(tmp_path, capsys):
+    good = write(tmp_path, "good.py", GOOD)
+    assert main(["check", good, "--report", "grades.txt"]) == 2
     assert (
         capsys.readouterr().err == "error: --report grades.txt: the file must end in .csv or .md\n"
     )
+    assert main(["check", good, "--weights", "a.pt", "--weights", "b.pt"]) == 2
+    err = "error: give --weights once per submission, in order, and not with --train\n"
+    assert capsys.readouterr().err == err
 
 
 def test_weights_are_loaded_safely_and_evaluated_on_the_test_set(synthetic_npz, tmp_path, capsys):
