@@ -254,7 +254,7 @@ def _describe(err: BaseException, spec: str) -> str:
     return f"{type(err).__name__}: {err}{where}".replace("\n", " ")
 
 
-def _accuracy(model: nn.Module, label: str, args: argparse.Namespace, weights: str | None):
+def _accuracy(model: nn.Module, label: str, args: argparse.Namespace, weights: str | None) -> Rule:
     from .data import channel_stats, load_cifar10
     from .evaluate import eval_loader, predict
     from .train import TrainConfig, read_state, run
