@@ -3,7 +3,7 @@
 Its functions are of two kinds: the code of an idea, written and explained in a lesson's
 ``#@save`` cells and exported here for later lessons, the CLI and the benchmarks; and plumbing
 that no lesson teaches (data loading and caching, checkpoints, device and precision, figures,
-widgets, links, the grader). Each module's docstring names the lessons that use it.
+widgets, links, the grader).
 """
 
 import os
