@@ -1,5 +1,5 @@
-"""The assignment's albumentations pipeline (uint8 HWC RGB images, albumentations 2.0.8) and
-batch CutOut and RICAP (normalised float batches) for the trainer: lesson 03's #@save cells.
+"""Lesson 03's #@save cells: the assignment's albumentations 2.0.8 pipeline (uint8 HWC RGB
+images) and batch CutOut and RICAP, which the trainer runs (lessons 04 and 06).
 """
 
 from __future__ import annotations
