@@ -60,6 +60,8 @@ def load_cifar10(root: str | Path | None = None, verbose: bool = True) -> Cifar1
     """CIFAR-10 from ``$CIFAR10_NPZ``, else the cache ``root/cifar10_uint8.npz``, else a
     torchvision download (then cached). ``verbose`` prints the source in one line."""
     root = Path(root) if root is not None else default_data_root()
+    if root.is_file():
+        raise DatasetNotFoundError(f"'{root}' is a file; pass a folder (--data-root)")
     cache, env_path = root / CACHE_NAME, os.environ.get(ENV_VAR)
     if env_path:
         data = _read_npz(Path(env_path), f"the file named by {ENV_VAR} ('{env_path}')")
@@ -69,10 +71,9 @@ def load_cifar10(root: str | Path | None = None, verbose: bool = True) -> Cifar1
         source = f"cache {CACHE_NAME}"
     else:
         data, source = _from_torchvision(root), f"torchvision, cached to {CACHE_NAME}"
-        tmp = cache.with_suffix(".tmp")  # then os.replace: never a torn cache
-        try:
-            with open(tmp, "wb") as f:  # uncompressed: it loads in well under a second
-                np.savez(f, **data._asdict() | {"classes": np.asarray(data.classes)})
+        tmp = cache.with_name(f".{CACHE_NAME}")  # written whole, then renamed: never torn
+        try:  # uncompressed: it loads in well under a second
+            np.savez(tmp, **data._asdict() | {"classes": np.asarray(data.classes)})
             os.replace(tmp, cache)
         except OSError as e:  # a read-only folder costs speed next time, not this load
             tmp.unlink(missing_ok=True)
@@ -86,10 +87,9 @@ def load_cifar10(root: str | Path | None = None, verbose: bool = True) -> Cifar1
 
 
 def _read_npz(path: Path, origin: str) -> Cifar10:
-    if not zipfile.is_zipfile(path):  # also a missing file; np.load would say "pickled data"
-        raise DatasetNotFoundError(
-            f"Could not read {origin}: no .npz archive there (np.savez output, keys {KEYS})."
-        )
+    if not zipfile.is_zipfile(path):  # np.load would call a text file "pickled data"
+        what = "not an .npz archive" if path.exists() else "no such file"
+        raise DatasetNotFoundError(f"Could not read {origin}: {what} (np.savez of {KEYS}).")
     with np.load(path, allow_pickle=False) as f:
         arrays = dict(f)
     missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
@@ -166,8 +166,7 @@ class AugmentedDataset(Dataset):
 
 
 def _seed_worker(worker_id: int) -> None:
-    # albumentations never reseeds its pipeline in a forked worker, so every worker would
-    # repeat the same draws; torch gives each worker base seed (from the loader) + worker id
+    # each forked worker would repeat the pipeline's draws: reseed it from torch's worker seed
     info = torch.utils.data.get_worker_info()
     if info is not None and hasattr(info.dataset, "reseed"):
         info.dataset.reseed(info.seed)
