@@ -350,7 +350,7 @@ def test_ricap_repeats_with_a_seeded_generator():
     assert all(torch.equal(p, q) for p, q in zip(a, b, strict=True))
 
 
-def test_apply_to_images_style_reseeding_repeats_the_hole_and_moves_it_per_image():
+def test_coarse_dropout_repeats_from_a_reseeded_stream_and_moves_the_hole_per_image():
     # lesson 03 compares transforms image by image after reseeding them this way
     imgs = np.stack([image_without_mean_colour(s) for s in range(6)])
     a, b = apply_to_images(coarse_dropout(MEAN), imgs), apply_to_images(coarse_dropout(MEAN), imgs)

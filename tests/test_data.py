@@ -383,3 +383,19 @@ def test_a_data_root_that_is_a_file_is_refused_before_any_download(tmp_path, mon
     with pytest.raises(DatasetNotFoundError, match=r"'.*data' is a file; pass a folder"):
         load_cifar10(root)
     assert root.read_text() == "x"
+
+
+def test_default_data_root_is_the_checkouts_data_folder():
+    assert cd.default_data_root() == Path(cd.__file__).resolve().parents[1] / "data"
+
+
+def test_reseed_repeats_the_pipelines_draws_and_another_seed_changes_them():
+    data = synthetic_data()
+    only_hole = AugmentConfig(flip_p=0.0, affine_p=0.0, cutout_p=1.0)
+    dataset = AugmentedDataset(data.x_train, data.y_train, train_transforms(MEAN, STD, only_hole))
+
+    def draws(seed):
+        dataset.reseed(seed)
+        return torch.stack([dataset[0][0] for _ in range(4)])
+
+    assert torch.equal(draws(5), draws(5)) and not torch.equal(draws(5), draws(6))
