@@ -74,7 +74,7 @@ def unit_grid(model: nn.Module, layer: nn.Module, input_size=(3, 32, 32)) -> Uni
         raise ValueError(f"unit_grid: layer '{name}' has no conv or pooling layer inside it")
     row = rows[-1]
     h, w = input_size[-2:]
-    if h != w or len(set(row.r_out_hw) - {0}) > 1:
+    if h != w:
         raise ValueError(f"unit_grid: layer '{name}' is not square on input {tuple(input_size)}")
     # The table's start counts pixel k as [k, k + 1); imshow centres pixel k at k.
     return UnitGrid(name, row.n_out, row.start - 0.5, row.j_out, row.r_out, h)
