@@ -130,14 +130,13 @@ def _layer_spec(module: nn.Module, name: str) -> LayerSpec:
     return LayerSpec(SPATIAL[type(module)], *(int(a) for a, _ in pairs), name=name)
 
 
-def _trace(model: nn.Module, input_size) -> tuple[list[RFRow], tuple, str | None]:
-    """Walk the model: its rows, the last spatial map's (n, j, r, start), and the name of the
-    layer that takes that map out of space (None when the output is still a map)."""
+def _trace(model: nn.Module, input_size) -> tuple[list[RFRow], tuple]:
+    """Walk the model: its rows, and (n, j, r, start) of its last map of more than one unit."""
     n, width = input_size[-2:]
     if n != width:
         raise ValueError(f"receptive_field: the input must be square, got {n}x{width}")
     rows: list[RFRow] = []
-    ends: list[tuple[str, tuple]] = []
+    maps = [(n, 1, 1, 0.5)]  # the input: one pixel per unit
 
     def walk(module: nn.Module, name: str, state: tuple | None) -> tuple | None:
         if state is None or isinstance(module, ELEMENTWISE):
@@ -146,49 +145,49 @@ def _trace(model: nn.Module, input_size) -> tuple[list[RFRow], tuple, str | None
         spec = _layer_spec(module, name) if type(module) in SPATIAL else None
         # a pool whose one window covers the whole map is global pooling
         whole = spec and spec.kind != "conv" and (spec.kernel, spec.padding) == (state[0], 0)
+        children = [(f"{name}.{c}" if name else c, m) for c, m in module.named_children()]
         if isinstance(module, ENDS) or whole:
-            ends.append((name, state))
             return None
         if spec:
             rows.append(rf_step(spec, *state))
-            return rows[-1].n_out, rows[-1].j_out, rows[-1].r_out, rows[-1].start
-        children = [(f"{name}.{c}" if name else c, m) for c, m in module.named_children()]
-        if isinstance(module, CHAINS):
+            state = rows[-1].n_out, rows[-1].j_out, rows[-1].r_out, rows[-1].start
+        elif isinstance(module, CHAINS):
             for child_name, child in children:
                 state = walk(child, child_name, state)
             return state
-        if not isinstance(module, RESIDUAL):
+        elif isinstance(module, RESIDUAL):
+            branch, skip = state, state
+            for child_name, child in children:
+                if child_name.endswith("downsample"):
+                    skip = walk(child, child_name, skip)
+                else:
+                    branch = walk(child, child_name, branch)
+            if branch is None or skip is None or branch[:2] != skip[:2]:
+                raise ValueError(f"receptive_field: {where} adds maps of different sizes or jumps")
+            state = max(branch, skip, key=lambda s: s[2])  # the larger field
+        else:
             raise ValueError(
                 f"receptive_field: cannot follow {where}; it follows Sequential containers, "
                 "residual blocks, Conv2d, pooling and element-wise layers"
             )
-        branch, skip = state, state
-        for child_name, child in children:
-            if child_name.endswith("downsample"):
-                skip = walk(child, child_name, skip)
-            else:
-                branch = walk(child, child_name, branch)
-        if branch is None or skip is None or branch[:2] != skip[:2]:
-            raise ValueError(f"receptive_field: {where} adds maps of different sizes or jumps")
-        return max(branch, skip, key=lambda s: s[2])  # the larger field
+        if state[0] > 1:  # a map, not one pooled unit
+            maps.append(state)
+        return state
 
-    last = walk(model, "", (n, 1, 1, 0.5))
-    return rows, ends[0][1] if ends else last, ends[0][0] if ends else None
+    walk(model, "", maps[0])
+    return rows, maps[-1]
 
 
 def receptive_field_table(model: nn.Module, input_size=(3, 32, 32)) -> list[RFRow]:
-    """One row per Conv2d, MaxPool2d and AvgPool2d in forward order, named as in
-    ``named_modules``; global pooling, Flatten and Linear end it. Used in lesson 02 and saliency.
-    """
+    """A row per Conv2d, MaxPool2d and AvgPool2d in forward order, named as in ``named_modules``;
+    global pooling, Flatten and Linear end it. Used in lesson 02 and saliency."""
     return _trace(model, input_size)[0]
 
 
 def receptive_field(model: nn.Module, input_size=(3, 32, 32)) -> int:
-    """The receptive field of the last spatial map, the one global pooling averages.
-
-    Used in lesson 02, by the grader, ablations and the CLI.
-    """
-    return _trace(model, input_size)[1][2]  # 1 for a model without Conv2d or pooling
+    """The receptive field of the last map of more than one unit: the map global pooling
+    averages. Used in lesson 02, by the grader, ablations and the CLI."""
+    return _trace(model, input_size)[1][2]
 
 
 class _Stop(Exception):
@@ -196,35 +195,39 @@ class _Stop(Exception):
 
 
 def feature_map(model: nn.Module, x: torch.Tensor, layer: str | None = None) -> torch.Tensor:
-    """The output of ``layer``, or else the last spatial map (the one ``receptive_field``
-    describes); the forward pass stops there. Used in lesson 02."""
-    target = layer if layer is not None else _trace(model, x.shape[1:])[2]
-    if target is None:
-        return model(x)
-    modules = dict(model.named_modules())
-    if target not in modules:
-        raise ValueError(f"feature_map: the model has no layer named '{target}'")
+    """The output of ``layer`` (the forward pass stops there), or else the last map of more than
+    one unit that a module outputs; a head made for smaller images may fail after it. Lesson 02.
+    """
+    modules, maps = dict(model.named_modules()), []
+    if layer is not None and layer not in modules:
+        raise ValueError(f"feature_map: the model has no layer named '{layer}'")
 
-    def stop(module, args, output=None):
-        raise _Stop(args[0] if layer is None else output)
+    def keep(module: nn.Module, args, y) -> None:
+        if isinstance(y, torch.Tensor) and y.dim() == 4 and y.shape[-2:].numel() > 1:
+            maps.append(y)
+        if layer is not None and module is modules[layer]:
+            raise _Stop(y)
 
-    hooks = modules[target].register_forward_pre_hook, modules[target].register_forward_hook
-    handle = hooks[layer is not None](stop)
+    handles = [m.register_forward_hook(keep) for m in modules.values()]
     try:
         model(x)
     except _Stop as found:
         return found.args[0]
+    except Exception:
+        if layer is not None or not maps:
+            raise
     finally:
-        handle.remove()
-    raise ValueError(f"feature_map: layer '{target}' is not called in the forward pass")
+        for handle in handles:
+            handle.remove()
+    if layer is not None:
+        raise ValueError(f"feature_map: layer '{layer}' is not called in the forward pass")
+    return maps[-1]
 
 
 def positive_probe(model: nn.Module) -> nn.Module:
     """A float64 eval-mode copy whose gradients only add up (convs average their window, no
-    BatchNorm, max pools average), so a unit's input gradient is non-zero exactly on its field.
-
-    Used by ``empirical_receptive_field`` and the grader.
-    """
+    BatchNorm, max pools average): a unit's input gradient is non-zero exactly on its field.
+    Used by ``empirical_receptive_field`` and the grader."""
     probe = copy.deepcopy(model).double().eval()
     with torch.no_grad():
         for parent in list(probe.modules()):
@@ -251,12 +254,9 @@ class MeasuredRF:
 def empirical_receptive_field(
     model: nn.Module, input_size=(3, 96, 96), layer: str | None = None
 ) -> MeasuredRF:
-    """Measure the field: the box of input pixels that reach the centre unit of ``layer``'s map
-    (else of the last spatial map) in ``positive_probe(model)``, on an all-ones input larger
-    than the field. Dilated stacks leave holes inside the box (gridding), visible in ``grad``.
-
-    Used in lesson 02 and by the grader.
-    """
+    """The box of input pixels that reach the centre unit of ``feature_map(model, x, layer)`` in
+    ``positive_probe(model)``, on an all-ones input larger than the field; holes inside the box
+    (gridding) show in ``grad``. Used in lesson 02 and by the grader."""
     probe = positive_probe(model)
     device = next(probe.parameters()).device
     x = torch.ones(1, *input_size, dtype=torch.float64, device=device, requires_grad=True)

@@ -88,10 +88,9 @@ def make_dilation_explorer(kernel=3, dilation=2, stride=1, n_layers=3) -> Intera
         draw_footprint(ax_k, ex.taps, f"{kernels}\nspans {span}x{span} pixels")
         stack = f"{n_layers} such layers, stride {stride}: RF {rf}"
         draw_footprint(ax_s, ex.paths, f"{stack}\nthe unit sees {ex.seen:.0%} of that square")
+        dense = explore_dilation(kernel, 1, stride, n_layers).growth
+        ax_g.plot(dense, "s--", color="0.5", label="no dilation")
         ax_g.plot(ex.growth, "o-", label=f"dilation {dilation}")
-        if dilation > 1:
-            dense = explore_dilation(kernel, 1, stride, n_layers).growth
-            ax_g.plot(dense, "s--", color="0.5", label="dilation 1")
         ax_g.set(xlabel="layers", ylabel="receptive field (pixels)", title="RF growth")
         ax_g.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax_g.legend(loc="upper left")
@@ -167,7 +166,7 @@ class RFCalculator(widgets.VBox):
         self.dilation.value = 1 if self.dilation.disabled else self.dilation.value
 
     def add(self, _=None) -> None:
-        """Append the layer the controls describe, unless the stack would no longer fit."""
+        """Append the layer the controls describe, unless the stack would then not fit its input."""
         boxes = (self.kernel, self.stride, self.padding, self.dilation)
         specs = [*self.specs, LayerSpec(self.kind.value, *(b.value for b in boxes))]
         rows, text = rf_report(specs, self.input_size.value)

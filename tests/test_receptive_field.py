@@ -170,6 +170,13 @@ def test_a_model_without_spatial_layers_has_a_field_of_one_pixel():
     assert receptive_field(nn.Sequential(nn.Flatten(), nn.Linear(12, 2)), (3, 2, 2)) == 1
 
 
+def test_the_field_is_that_of_the_last_map_of_more_than_one_unit():
+    model = nn.Sequential(conv(c_in=3), conv(), nn.Flatten())  # 5x5 -> 3x3 -> 1x1
+    assert [r.r_out for r in receptive_field_table(model, (3, 5, 5))] == [3, 5]
+    assert receptive_field(model, (3, 5, 5)) == 3
+    assert feature_map(model, torch.zeros(1, 3, 5, 5)).shape == (1, C, 3, 3)
+
+
 def test_an_unknown_module_is_refused_naming_the_layer():
     class MyBlock(nn.Module):
         def __init__(self):
@@ -256,7 +263,23 @@ def test_the_published_network_measures_46_at_the_2x2_conv_and_47_after_its_pool
     assert count_parameters(published_net()) == 173_856  # as the write-up states: the same net
     rows = {r.name: r.r_out for r in receptive_field_table(published_net())}
     assert (rows["convblock12.0"], rows["gap"]) == (46, 47)
-    assert empirical_receptive_field(published_net(), (3, 56, 56), "convblock12").size == 46
+    # its pool leaves one unit, whose field is 47: a map of one unit is not the last map
+    assert receptive_field(published_net()) == 46
+    assert empirical_receptive_field(published_net(), (3, 64, 64), "gap").size == 47
+
+
+def test_the_gradient_measures_models_the_walk_refuses_even_with_a_head_for_32x32():
+    class Custom(nn.Module):  # not a chain the walk knows, and flattening by hand
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.fc = conv(p=1, c_in=3), conv(d=2), nn.Linear(C * 28 * 28, 10)
+
+        def forward(self, x):
+            return self.fc(self.b(torch.relu(self.a(x))).flatten(1))
+
+    with pytest.raises(ValueError, match=r"cannot follow layer '<model>' \(Custom\)"):
+        receptive_field(Custom())
+    assert empirical_receptive_field(Custom(), (3, 48, 48)).size == 7  # the head fails at 48
 
 
 def test_a_dilated_stack_measures_its_field_with_the_holes_stack_footprint_predicts():
