@@ -158,7 +158,7 @@ def _trace(model: nn.Module, input_size) -> tuple[list[RFRow], tuple]:
         elif isinstance(module, RESIDUAL):
             branch, skip = state, state
             for child_name, child in children:
-                if child_name.endswith("downsample"):
+                if child_name.rpartition(".")[2] == "downsample":
                     skip = walk(child, child_name, skip)
                 else:
                     branch = walk(child, child_name, branch)
@@ -196,8 +196,8 @@ class _Stop(Exception):
 
 def feature_map(model: nn.Module, x: torch.Tensor, layer: str | None = None) -> torch.Tensor:
     """The output of ``layer`` (the forward pass stops there), or else the last map of more than
-    one unit that a module outputs; a head made for smaller images may fail after it. Lesson 02.
-    """
+    one unit that a module outputs (a head made for smaller images may fail after it). Used in
+    lesson 02."""
     modules, maps = dict(model.named_modules()), []
     if layer is not None and layer not in modules:
         raise ValueError(f"feature_map: the model has no layer named '{layer}'")
