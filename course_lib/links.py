@@ -1,11 +1,6 @@
-"""The repository's public address, and every link generated from it.
-
-The address is not decided yet. It lives in ``REPOSITORY`` below and nowhere else: the
-Colab badges and install cells of the lessons and the README's lesson table are generated
-from it. To move the course, edit that one line, then run ``python -m course_lib.links``
-to rewrite the generated cells (``tests/test_links.py`` fails until you do).
-
-Used in every lesson (badge and setup cell).
+"""The repository's address and every link made from it: each lesson's Colab badge and install
+cell, the README's Colab links, and the download of committed files (lessons 02 and 04-06). After
+editing ``REPOSITORY``, run ``python -m course_lib.links`` to rewrite the lessons and the README.
 """
 
 from __future__ import annotations
@@ -14,144 +9,84 @@ import json
 import os
 import re
 import sys
+import urllib.request
 from pathlib import Path
 
-REPOSITORY = "advanced-convolutions/cifar10-course"  # GitHub "owner/name"
-BRANCH = "main"
-
-BADGE_MARKER = "<!-- colab-badge -->"
-INSTALL_TAG = "colab-install"
+REPOSITORY, BRANCH = "advanced-convolutions/cifar10-course", "main"  # GitHub owner/name
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def github_url() -> str:
-    return f"https://github.com/{REPOSITORY}"
+FILES_URL_VAR = "COURSE_FILES_URL"  # replaces GitHub's address, e.g. file:///path/to/checkout
+BADGE_MARKER, INSTALL_TAG = "<!-- colab-badge -->", "colab-install"
+BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
+COLAB_LESSONS = re.compile(r"https://colab\.research\.google\.com/github/[^\s)]+?/lessons/")
 
 
 def colab_url(notebook: str) -> str:
-    """Open-in-Colab address of ``lessons/<notebook>``.
-
-    Used in every lesson.
-    """
+    """Open-in-Colab address of ``lessons/<notebook>``."""
     return f"https://colab.research.google.com/github/{REPOSITORY}/blob/{BRANCH}/lessons/{notebook}"
 
 
-FILES_URL_VAR = "COURSE_FILES_URL"  # another base address, e.g. file:///path/to/checkout
-
-
 def raw_url(path: str) -> str:
-    """Download address of a file committed to the repository (e.g. the trained checkpoint).
-
-    ``$COURSE_FILES_URL`` replaces the GitHub address: ``make colab-check`` points it at the
-    checkout, to run the lessons as Colab does without the network.
-    """
-    base = (
-        os.environ.get(FILES_URL_VAR) or f"https://raw.githubusercontent.com/{REPOSITORY}/{BRANCH}"
-    )
-    return f"{base.rstrip('/')}/{path}"
+    """Download address of a file committed to the repository, from ``$COURSE_FILES_URL`` if
+    set (``make colab-check`` points it at the checkout), else from GitHub."""
+    github = f"https://raw.githubusercontent.com/{REPOSITORY}/{BRANCH}"
+    return f"{(os.environ.get(FILES_URL_VAR) or github).rstrip('/')}/{path}"
 
 
 def fetch_committed(path: str, target: str | Path) -> Path:
-    """``target``, downloaded from the repository's ``path`` first if it is not there yet.
-
-    Lets a lesson on Colab, where only the library is installed, read files committed to the
-    repository (the trained checkpoint, the ablation results). A failed download leaves no
-    partial file and raises ``FileNotFoundError`` naming the address.
-    """
-    import urllib.request
-
-    target = Path(target)
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".part")
-    url = raw_url(path)
-    try:
-        urllib.request.urlretrieve(url, tmp)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise FileNotFoundError(
-            f"{target} is missing and could not be downloaded from {url} ({err})"
-        ) from None
-    tmp.replace(target)
+    """``target``, downloaded first from the repository's ``path`` if it is missing (on Colab
+    only the library is installed). A failed download leaves no partial file."""
+    target, url = Path(target), raw_url(path)
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        part = target.with_name(target.name + ".part")
+        try:
+            urllib.request.urlretrieve(url, part)
+        except OSError as err:
+            part.unlink(missing_ok=True)
+            message = f"{target} is missing and could not be downloaded from {url} ({err})"
+            raise FileNotFoundError(message) from None
+        part.replace(target)
     return target
 
 
-def badge_markdown(notebook: str) -> str:
-    """The Open-in-Colab badge as Markdown, preceded by the marker that ``sync`` looks for."""
-    image = "https://colab.research.google.com/assets/colab-badge.svg"
-    return f"{BADGE_MARKER}\n[![Open In Colab]({image})]({colab_url(notebook)})"
-
-
 def install_cell_source() -> str:
-    """The first code cell of every lesson: installs the course on Colab, does nothing elsewhere."""
+    """The install cell of every lesson: pip-installs the course on Colab, nothing elsewhere."""
+    pip = ["sys.executable", '"-m"', '"pip"', '"install"', '"-q"']
+    pip.append(f'"git+https://github.com/{REPOSITORY}.git"')
     return (
         "# Colab only: install the course library. Elsewhere this cell does nothing\n"
         "# (run `make lab` from the repository instead).\n"
-        "import subprocess\n"
-        "import sys\n"
-        "\n"
-        'if "google.colab" in sys.modules:\n'
-        "    subprocess.run(\n"
-        "        [\n"
-        "            sys.executable,\n"
-        '            "-m",\n'
-        '            "pip",\n'
-        '            "install",\n'
-        '            "-q",\n'
-        f'            "git+{github_url()}.git",\n'
-        "        ],\n"
-        "        check=True,\n"
-        "    )"
+        'import subprocess\nimport sys\n\nif "google.colab" in sys.modules:\n'
+        "    subprocess.run(\n        [\n"
+        + "".join(f"            {arg},\n" for arg in pip)
+        + "        ],\n        check=True,\n    )"
     )
 
 
-def _source(cell: dict) -> str:
-    src = cell.get("source", "")
-    return "".join(src) if isinstance(src, list) else src
-
-
-def sync_notebook(path: Path) -> bool:
-    """Rewrite the badge and the install cell of one notebook; True if anything changed."""
-    nb = json.loads(path.read_text())
-    changed = False
+def _sync_notebook(path: Path) -> bool:
+    nb, changed = json.loads(path.read_text()), False
     for cell in nb["cells"]:
-        src = _source(cell)
+        src = "".join(cell["source"])
         if cell["cell_type"] == "markdown" and BADGE_MARKER in src:
-            head, _, _ = src.partition(BADGE_MARKER)
-            new = head + badge_markdown(path.name)
-        elif cell["cell_type"] == "code" and INSTALL_TAG in cell.get("metadata", {}).get(
-            "tags", []
-        ):
-            new = install_cell_source()
+            badge = f"[![Open In Colab]({BADGE_IMAGE})]({colab_url(path.name)})"
+            new = f"{src.partition(BADGE_MARKER)[0]}{BADGE_MARKER}\n{badge}"
         else:
-            continue
+            new = install_cell_source() if INSTALL_TAG in cell["metadata"].get("tags", []) else src
         if new != src:
-            cell["source"] = new
-            changed = True
+            cell["source"], changed = new, True
     if changed:
         path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
     return changed
 
 
-def sync_readme(path: Path) -> bool:
-    """Rewrite every Colab link in the README so it points at ``REPOSITORY``."""
-    text = path.read_text()
-    new = re.sub(
-        r"https://colab\.research\.google\.com/github/[^/\s)]+/[^/\s)]+/blob/[^/\s)]+/lessons/",
-        f"https://colab.research.google.com/github/{REPOSITORY}/blob/{BRANCH}/lessons/",
-        text,
-    )
-    if new != text:
-        path.write_text(new)
-    return new != text
-
-
 def sync(root: Path = REPO_ROOT) -> list[Path]:
-    """Regenerate every link in the lessons and the README; returns the files it changed."""
-    changed = [p for p in sorted((root / "lessons").glob("*.ipynb")) if sync_notebook(p)]
+    """Rewrite the badge and install cell of every lesson and the README's Colab links so that
+    they point at ``REPOSITORY``; returns the files changed."""
+    changed = [p for p in sorted((root / "lessons").glob("*.ipynb")) if _sync_notebook(p)]
     readme = root / "README.md"
-    if readme.exists() and sync_readme(readme):
+    text = readme.read_text() if readme.exists() else ""
+    if (new := COLAB_LESSONS.sub(colab_url(""), text)) != text:
+        readme.write_text(new)
         changed.append(readme)
     return changed
 

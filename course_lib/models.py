@@ -1,17 +1,7 @@
-"""The course's networks: one C1-C2-C3-C4-output plan, three ways to downsample.
-
-Each block Ci is a residual pair of 3x3 convs followed by a conv that shrinks the map; the
-output block is global average pooling and one linear layer. Only that last conv of each
-block changes between the variants:
-
-- ``"dilated"``: an unpadded dilated 3x3 conv that trims ``2d`` pixels; with dilations
-  2, 2, 4, 4 the map goes 32 -> 28 -> 24 -> 16 -> 8. The assignment's bonus, the final model;
-- ``"strided"``: a 3x3 conv at stride 2 (32 -> 16 -> 8 -> 4 -> 2);
-- ``"maxpool"``: a 3x3 conv followed by 2x2 max-pooling (the baseline the assignment forbids).
-
-All three have the same parameters; the dilated one keeps larger maps, so it computes more.
-
-Used in lessons 02, 04, 05 and 06.
+"""The course's networks: C1-C2-C3-C4-output, where only the conv that shrinks each block's map
+differs: unpadded and dilated (``"dilated"``, the final model: 32 -> 28 -> 24 -> 16 -> 8), at
+stride 2 (``"strided"``) or followed by max-pooling (``"maxpool"``, the forbidden baseline).
+Used in lessons 01, 02, 04 and 06.
 """
 
 from __future__ import annotations
@@ -19,13 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from torch import Tensor, nn
+from torchinfo import summary as torchinfo_summary
 
-from .layers import (
-    ConvBNReLU,
-    DilatedDownsample,
-    SeparableConvBNReLU,
-    residual_pair,
-)
+from .layers import conv_bn_relu, residual_pair
 
 NUM_CLASSES = 10
 DOWNSAMPLING = ("dilated", "strided", "maxpool")
@@ -33,17 +19,11 @@ DOWNSAMPLING = ("dilated", "strided", "maxpool")
 
 @dataclass(frozen=True)
 class NetPlan:
-    """Everything that defines a C1-C2-C3-C4-output network.
+    """Everything that defines a C1-C2-C3-C4-output network; the tuples hold one value per block.
 
-    widths: channels inside C1..C4; the downsampling conv of Ci outputs widths[i+1]
-        (C4's outputs ``head_width``).
-    separable: per block, whether its residual convs are depthwise-separable (cheap in
-        parameters, used where channels are wide and maps small).
-    down_separable: per block, whether its downsampling conv is depthwise-separable.
-    res_dilation: per block, the dilation of its residual convs (padded to keep the size).
-    down_dilation: per block, the dilation of its unpadded downsampling conv when
-        ``downsampling="dilated"``: it trims ``2 * (d - p)`` pixels from the map, where
-        ``p`` is that block's ``down_padding`` (0 for the final model).
+    widths: channels inside C1..C4 (the downsampling conv of Ci outputs widths[i+1], or
+        ``head_width``); res_dilation is padded to keep the size; an unpadded conv with
+        down_dilation d and down_padding p trims ``2 * (d - p)`` pixels.
     """
 
     widths: tuple[int, int, int, int] = (32, 64, 96, 112)
@@ -55,14 +35,10 @@ class NetPlan:
     head_width: int = 112
     downsampling: str = "dilated"
     input_size: int = 32
-    dropout: float = 0.0
 
 
 class FourBlockNet(nn.Module):
-    """C1 C2 C3 C4 then output, built from a ``NetPlan``.
-
-    Used in lessons 02, 04 and 06.
-    """
+    """C1 C2 C3 C4 then output, built from a ``NetPlan``. Used in lesson 02 and by ``ablations``."""
 
     def __init__(self, plan: NetPlan = NetPlan()) -> None:
         super().__init__()
@@ -71,27 +47,18 @@ class FourBlockNet(nn.Module):
                 f"downsampling must be one of {DOWNSAMPLING}, got {plan.downsampling!r}"
             )
         self.plan = plan
-        self.prep = ConvBNReLU(3, plan.widths[0])
+        self.prep = conv_bn_relu(3, plan.widths[0])
         outs = (*plan.widths[1:], plan.head_width)
         size = plan.input_size
-        dilated = plan.downsampling == "dilated"
-        blocks = zip(
-            plan.widths,
-            outs,
-            plan.separable,
-            plan.down_separable,
-            plan.res_dilation,
-            plan.down_dilation,
-            plan.down_padding,
-            strict=True,
-        )
+        blocks = zip(plan.widths, outs, plan.separable, plan.down_separable, plan.res_dilation,
+                     plan.down_dilation, plan.down_padding, strict=True)  # fmt: skip
         for i, (c, c_next, sep, down_sep, dil, down_dil, down_pad) in enumerate(blocks):
             block = nn.Sequential()
-            res = residual_pair(c, separable=sep, dilation=dil, dropout=plan.dropout)
-            block.add_module("res", res)
+            block.add_module("res", residual_pair(c, separable=sep, dilation=dil))
             down = _downsample(plan.downsampling, c, c_next, down_dil, down_pad, down_sep)
             block.add_module("down", down)
             self.add_module(f"c{i + 1}", block)
+            dilated = plan.downsampling == "dilated"
             size = size - 2 * (down_dil - down_pad) if dilated else size // 2
             if size < 1:
                 raise ValueError(
@@ -109,24 +76,17 @@ class FourBlockNet(nn.Module):
 def _downsample(
     kind: str, c_in: int, c_out: int, dilation: int, padding: int, separable: bool
 ) -> nn.Module:
-    if kind == "dilated":
-        return DilatedDownsample(c_in, c_out, dilation, padding=padding, separable=separable)
-    conv = SeparableConvBNReLU if separable else ConvBNReLU
+    if kind == "dilated":  # unpadded, it trims 2 * (dilation - padding) pixels
+        if padding >= dilation:
+            raise ValueError(f"padding {padding} >= dilation {dilation} would not shrink the map")
+        return conv_bn_relu(c_in, c_out, separable=separable, padding=padding, dilation=dilation)
     if kind == "strided":
-        if separable:
-            return nn.Sequential(
-                nn.Conv2d(c_in, c_in, 3, 2, 1, groups=c_in, bias=False),
-                *ConvBNReLU(c_in, c_out, 1),
-            )
-        return ConvBNReLU(c_in, c_out, 3, stride=2)
-    return nn.Sequential(*conv(c_in, c_out, 3), nn.MaxPool2d(2))
+        return conv_bn_relu(c_in, c_out, separable=separable, stride=2)
+    return nn.Sequential(*conv_bn_relu(c_in, c_out, separable=separable), nn.MaxPool2d(2))
 
 
-# Every network the course trains, by name. "dilated" is the final model: its unpadded dilated
-# 3x3 convs (dilations 2, 2, 4, 4) trim the map 32 -> 28 -> 24 -> 16 -> 8 with no pixel skipped.
-# "strided" (the assignment's plain option) and "maxpool" (not allowed; a baseline) differ only
-# in that last conv of each block; "halving" trims with dilations 8, 4, 2, 1 (lessons 02, 06);
-# "standard" has no depthwise-separable conv (lesson 06).
+# Every network the course trains, by name: "halving" trims with dilations 8, 4, 2, 1 (lessons 02,
+# 06); "standard" has no depthwise-separable conv (lesson 06).
 ALL_STANDARD = (False, False, False, False)
 PLANS: dict[str, NetPlan] = {
     "dilated": NetPlan(),
@@ -139,30 +99,19 @@ MODELS = ("dilated", "strided", "maxpool")  # what ``python -m course_lib train 
 
 
 def build_model(name: str = "dilated") -> nn.Module:
-    """A fresh, randomly initialised network of ``PLANS`` by name.
-
-    Used in lessons 02, 04, 05 and 06.
-    """
+    """A fresh, randomly initialised network of ``PLANS``. Used in lessons 01, 02, 04, the CLI."""
     if name not in PLANS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(PLANS)}")
     return FourBlockNet(PLANS[name])
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters.
-
-    Used in lessons 01 and 04.
-    """
+    """Number of trainable parameters. Used in lessons 01, 02, the grader, the CLI."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def summary(model: nn.Module, input_size: tuple[int, int, int] = (3, 32, 32), depth: int = 3):
-    """torchinfo summary (output shapes, parameters, multiply-adds) for one image.
-
-    Used in lesson 04.
-    """
-    from torchinfo import summary as torchinfo_summary
-
+    """torchinfo's summary for one image. Used in lessons 01, 04 and the CLI."""
     return torchinfo_summary(
         model,
         input_size=(1, *input_size),

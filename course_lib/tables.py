@@ -1,24 +1,29 @@
-"""The course's one text-table formatter: every table a lesson or the CLI prints goes through it."""
+"""The course's one text-table formatter: every table the library prints goes through it."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 
-def format_table(header: Sequence[object], rows: Sequence[Sequence[object]]) -> str:
-    """A Markdown table aligned for a terminal: the first column left, the others right.
-
-    Cells are turned into text with ``str``; a ``|`` inside a cell becomes ``/`` so that the
-    table stays valid Markdown (the grader writes its report as a ``.md`` file).
-    """
+def format_table(
+    header: Sequence[object], rows: Sequence[Sequence[object]], align: str | None = None
+) -> str:
+    """A Markdown table aligned for a terminal; ``align`` has one ``l`` or ``r`` per column
+    (default: the first column left, the others right). A ``|`` in a cell becomes ``/``."""
     text = [[str(c).replace("|", "/") for c in row] for row in [header, *rows]]
     if any(len(row) != len(text[0]) for row in text):
         raise ValueError(f"format_table: every row needs {len(text[0])} cells, like the header")
+    align = align or "l" + "r" * (len(text[0]) - 1)
+    if len(align) != len(text[0]) or set(align) - {"l", "r"}:
+        raise ValueError(f"format_table: align={align!r} needs one l or r per column")
     widths = [max(len(c) for c in col) for col in zip(*text, strict=True)]
-    aligned = [
-        [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
-        for row in text
-    ]
-    rule = [":" + "-" * (widths[0] + 1)] + ["-" * (w + 1) + ":" for w in widths[1:]]
-    lines = ["| " + " | ".join(row) + " |" for row in aligned]
-    return "\n".join([lines[0], "|" + "|".join(rule) + "|", *lines[1:]])
+    lines = ["| " + " | ".join(map(_pad, row, widths, align)) + " |" for row in text]
+    rule = "|".join(
+        ":" + "-" * (w + 1) if a == "l" else "-" * (w + 1) + ":"
+        for w, a in zip(widths, align, strict=True)
+    )
+    return "\n".join([lines[0], f"|{rule}|", *lines[1:]])
+
+
+def _pad(cell: str, width: int, align: str) -> str:
+    return cell.ljust(width) if align == "l" else cell.rjust(width)

@@ -1,18 +1,8 @@
-"""What every course widget shares: ipywidgets 7.7 and 8.x alike, and figures off pyplot.
+"""What every course widget shares (lessons 01-03), on ipywidgets 7.7 (Colab) and 8.x alike.
 
-- ``Interactive``: ``widgets.interactive`` that draws at once on ipywidgets 7.7 as it does on
-  8.x (7.7 waits until the widget is displayed, so ``w.result`` stays None until then) and
-  that shows a readable line instead of ``interactive(children=(IntSlider(...`` wherever the
-  widget cannot be drawn (a notebook that is not run yet, or not trusted).
-- ``redraw_figure`` / ``show_figure``: a widget's figure is never registered with pyplot. JupyterLab
-  4.4+ with ipykernel 7 handles widget messages in a second thread (a kernel subshell), and
-  after each message that thread runs the inline backend's ``flush_figures``, which shows and
-  then closes *every* pyplot figure (``plt.close("all")``). A pyplot figure being drawn by a
-  callback in the main thread at that moment was closed half-drawn: the widget showed a blank
-  or half-drawn figure. A figure that pyplot does not know cannot be closed or shown by anyone
-  else; the callback shows it itself, once, inside its Output widget.
-
-Only APIs that ipywidgets 7.7 and 8.x both have are used here and in the widgets.
+A widget's figure is never pyplot's: in JupyterLab 4.4+ with ipykernel 7 a second thread handles
+widget messages and its inline backend closes every pyplot figure after each one, so a pyplot
+figure being drawn by a callback could be shown blank. The callback shows its own figure, once.
 """
 
 from __future__ import annotations
@@ -23,16 +13,9 @@ from matplotlib.figure import Figure
 
 from .plots import new_figure
 
-__all__ = ["IPYWIDGETS_MAJOR", "Interactive", "redraw_figure", "show_figure"]
-
 IPYWIDGETS_MAJOR = int(widgets.__version__.split(".")[0])
-# IPython and ipywidgets cut a widget's text/plain at 110 characters; a summary must fit.
-MAX_SUMMARY = 110
-
-
-def redraw_figure(width: float, height: float) -> Figure:
-    """A new figure for one redraw of a widget: constrained layout, not tracked by pyplot."""
-    return new_figure(width, height)
+MAX_SUMMARY = 110  # IPython and ipywidgets cut a widget's text/plain at 110 characters
+redraw_figure = new_figure  # a new figure for one redraw: constrained layout, not pyplot's
 
 
 def show_figure(fig: Figure) -> None:
@@ -41,18 +24,13 @@ def show_figure(fig: Figure) -> None:
 
 
 class Interactive(widgets.interactive):
-    """``widgets.interactive`` with the same start on ipywidgets 7.7 and 8.x, and a summary.
-
-    ``summary(self)`` returns the one-line text shown where the widget itself cannot be (its
-    ``repr``, stored as the notebook output's text/plain).
-    """
+    """``widgets.interactive`` that draws at once on 7.7 as on 8.x, and whose ``repr`` (the
+    text/plain a notebook stores) is ``summary(self)``, shown where the widget cannot be."""
 
     def __init__(self, f, summary, **controls) -> None:
         self._summary = summary
         super().__init__(f, **controls)
-        if IPYWIDGETS_MAJOR < 8:
-            # 7.x calls update() only when displayed; 8.x at once, which tests and w.result
-            # rely on. Draw now, and not a second time on display.
+        if IPYWIDGETS_MAJOR < 8:  # 7.x draws only when displayed: draw now, not again then
             self.on_displayed(self.update, remove=True)
             self.update()
 

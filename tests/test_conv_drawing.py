@@ -1,12 +1,11 @@
-"""Tests for course_lib.conv_drawing: the drawn taps compute what PyTorch computes; figures; widget."""
+"""Tests for course_lib.conv_drawing: the drawn taps compute what PyTorch does; figures; widget."""
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
-from torch.nn import functional as F
+from torch import nn
 
-from course_lib.conv_arithmetic import conv_cost
 from course_lib.conv_drawing import (
     CELL_INPUT,
     CELL_INSERTED,
@@ -16,15 +15,9 @@ from course_lib.conv_drawing import (
     canvas_cells,
     conv_by_taps,
     conv_explorer,
-    conv_volume_counts,
+    draw_channels,
     draw_conv,
-    draw_conv_volume,
-    draw_depthwise_separable,
-    draw_spatial_separable,
-    filmstrip_positions,
-    filter_window,
     kernel_taps,
-    spread_input,
 )
 
 CONVS = [
@@ -56,7 +49,11 @@ def _close_figures():
 def test_the_drawn_taps_compute_exactly_what_pytorch_computes(geom):
     rng = np.random.default_rng(0)
     x, w = rng.normal(size=geom.size), rng.normal(size=geom.kernel)
-    layer = geom.module()
+    if geom.transposed:
+        layer = nn.ConvTranspose2d(1, 1, geom.kernel, geom.stride, geom.padding,
+                                   geom.output_padding, bias=False, dilation=geom.dilation)
+    else:
+        layer = nn.Conv2d(1, 1, geom.kernel, geom.stride, geom.padding, geom.dilation, bias=False)
     layer.weight.data = torch.tensor(w, dtype=torch.float64)[None, None]
     with torch.no_grad():
         expected = layer.double()(torch.tensor(x)[None, None])[0, 0].numpy()
@@ -81,14 +78,6 @@ def test_padding_surrounds_the_input_with_zeros():
     assert (cells == CELL_PADDING).sum() == 36 - 16
 
 
-def test_spread_input_puts_pixels_on_input_cells_only():
-    geom = ConvGeometry(2, 3, stride=3, transposed=True)
-    canvas = spread_input(np.array([[1.0, 2.0], [3.0, 4.0]]), geom)
-    cells = canvas_cells(geom)
-    assert sorted(canvas[cells == CELL_INPUT]) == [1.0, 2.0, 3.0, 4.0]
-    assert (canvas[cells != CELL_INPUT] == 0).all()
-
-
 def test_dilated_taps_skip_dilation_minus_one_cells():
     taps = kernel_taps(ConvGeometry(8, 3, dilation=2), 1, 0)
     assert taps == [(r, c) for r in (1, 3, 5) for c in (0, 2, 4)]
@@ -107,18 +96,11 @@ def test_kernel_taps_explains_an_output_outside_the_map():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(size=0), "size must be >= 1, got"),
-        (
-            dict(size=4, kernel=3, dilation=2),
-            "the kernel spans 5 cells but the padded input has only 4",
-        ),
-        (dict(size=4, output_padding=1), "output_padding applies to transposed convs only"),
-        (
-            dict(size=3, padding=3, transposed=True),
-            r"padding \(3\) must be at most dilation\*\(kernel-1\) = 2",
-        ),
-        (dict(size=3, stride=2, output_padding=2, transposed=True), "must be smaller than stride"),
-        (dict(size=(3, 3, 3)), "size must be an int or a pair of ints"),
+        (dict(size=0), "size, kernel, stride and dilation must be >= 1"),
+        (dict(size=4, kernel=3, dilation=2), "the kernel spans 5 cells but the padded input has 4"),
+        (dict(size=4, output_padding=1), "output_padding is for transposed convs"),
+        (dict(size=3, padding=3, transposed=True), r"padding < dilation\*\(kernel-1\)\+1"),
+        (dict(size=3, stride=2, output_padding=2, transposed=True), "output_padding < max"),
     ],
 )
 def test_conv_geometry_explains_bad_arguments(kwargs, message):
@@ -134,16 +116,6 @@ def test_describe_names_only_the_non_default_settings():
     assert ConvGeometry(
         3, 3, stride=2, padding=1, output_padding=1, transposed=True
     ).describe() == ("transposed, 3x3 kernel, stride 2, padding 1, output padding 1: 3x3 -> 6x6")
-
-
-def test_filmstrip_shows_first_steps_middle_and_last():
-    geom = ConvGeometry(5, 3)  # 3x3 output, 9 positions
-    assert filmstrip_positions(geom, 4) == [(0, 0), (0, 1), (1, 1), (2, 2)]
-    assert filmstrip_positions(geom, 2) == [(0, 0), (2, 2)]
-    assert filmstrip_positions(geom, 1) == [(0, 0)]
-    assert len(filmstrip_positions(geom, 20)) == 9
-    with pytest.raises(ValueError, match="n_panels must be a positive int, got 0"):
-        filmstrip_positions(geom, 0)
 
 
 def test_draw_conv_makes_one_input_and_one_output_panel_per_position():
@@ -167,24 +139,6 @@ def test_draw_conv_refuses_a_position_outside_the_output():
         draw_conv(ConvGeometry(5, 3), positions=[(0, 5)])
 
 
-def test_draw_spatial_separable_stacks_the_vertical_and_horizontal_passes():
-    fig = draw_spatial_separable(5, 3, n_panels=2)
-    titles = [sf._suptitle.get_text() for sf in fig.subfigs]
-    assert titles == [
-        "step 1, vertical: 3x1 kernel, padding 1,0: 5x5 -> 5x5",
-        "step 2, horizontal: 1x3 kernel, padding 0,1: 5x5 -> 5x5",
-    ]
-
-
-def test_draw_depthwise_separable_counts_the_weights_of_both_steps():
-    fig = draw_depthwise_separable(c_in=3, c_out=4, kernel=3)
-    assert fig._suptitle.get_text() == (
-        "depthwise-separable: 27 + 12 = 39 weights; a standard 3x3 conv would need 108"
-    )
-    with pytest.raises(ValueError, match=r"position \(3, 0\) is outside the 3x3 output"):
-        draw_depthwise_separable(position=(3, 0))
-
-
 def test_explorer_slider_follows_the_chosen_geometry_and_redraws():
     w = conv_explorer()
     choice, slider = w.kwargs_widgets
@@ -204,67 +158,19 @@ def test_explorer_slider_follows_the_chosen_geometry_and_redraws():
     assert w.result.axes[0].get_title() == "output (3, 3), step 16/16"
 
 
-def test_explorer_refuses_presets_that_are_not_geometries():
-    with pytest.raises(ValueError, match="preset 'x' is not a ConvGeometry"):
-        conv_explorer({"x": (5, 3)})
+def test_filmstrip_shows_the_first_steps_the_middle_one_and_the_last():
+    titles = [ax.get_title() for ax in draw_conv(ConvGeometry(5, 3)).axes[:4]]
+    assert [t.split(", ")[-1] for t in titles] == ["step 1/9", "step 2/9", "step 5/9", "step 9/9"]
+    assert len(draw_conv(ConvGeometry(4, 3), n_panels=4).axes) == 8  # 4 outputs, 4 panels
 
 
-@pytest.mark.parametrize("geom", CONVS, ids=lambda g: g.describe())
-def test_the_filter_window_computes_what_conv2d_computes_on_every_channel(geom):
-    rng = np.random.default_rng(1)
-    c_in, c_out = 3, 2
-    x = rng.normal(size=(c_in, *geom.size))
-    w = rng.normal(size=(c_out, c_in, *geom.kernel))
-    canvas = np.stack([spread_input(x[c], geom) for c in range(c_in)])
-    expected = F.conv2d(
-        torch.tensor(x)[None], torch.tensor(w), stride=geom.stride,
-        padding=geom.padding, dilation=geom.dilation,
-    )[0].numpy()  # fmt: skip
-    ho, wo = geom.output_shape
-    kw = geom.kernel[1]
-    for o in range(c_out):
-        for i in range(ho):
-            for j in range(wo):
-                window = filter_window(geom, c_in, i, j)
-                # filter_window lists the cells channel by channel, in kernel order.
-                taps = [
-                    (c, t // kw, t % kw) for c in range(c_in) for t in range(len(window) // c_in)
-                ]
-                value = sum(
-                    canvas[cell] * w[o][tap] for cell, tap in zip(window, taps, strict=True)
-                )
-                assert value == pytest.approx(expected[o, i, j], abs=1e-12)
-
-
-@pytest.mark.parametrize("geom", CONVS, ids=lambda g: g.describe())
-def test_volume_counts_agree_with_the_measured_cost_of_the_module(geom):
-    counts = conv_volume_counts(geom, c_in=3, c_out=5)
-    cost = conv_cost(geom.module(3, 5), (3, *geom.size))
-    assert counts.weights == cost.params
-    assert counts.mult_adds == cost.mult_adds
-    assert counts.outputs == np.prod(cost.output_shape)
-
-
-def test_filter_window_is_k_by_k_on_every_input_channel():
-    window = filter_window(ConvGeometry(5, 3), 3, 1, 2)
-    assert len(window) == 27
-    assert {c for c, _, _ in window} == {0, 1, 2}
-    assert {(r, col) for _, r, col in window} == {(r, c) for r in (1, 2, 3) for c in (2, 3, 4)}
-    with pytest.raises(ValueError, match="c_in must be a positive int, got 0"):
-        filter_window(ConvGeometry(5, 3), 0, 0, 0)
-    with pytest.raises(ValueError, match="got a transposed geometry"):
-        filter_window(ConvGeometry(3, 3, transposed=True), 1, 0, 0)
-
-
-def test_draw_conv_volume_states_the_counts_of_the_rgb_layer():
-    fig = draw_conv_volume(c_in=3, c_out=4, size=5, kernel=3)
-    cost = conv_cost(torch.nn.Conv2d(3, 4, 3, bias=False), (3, 5, 5))
+@pytest.mark.parametrize("separable", [False, True])
+def test_channel_view_counts_the_weights_of_the_layer_it_draws(separable):
+    fig = draw_channels(c_in=3, c_out=4, size=5, kernel=3, separable=separable)
     title = fig._suptitle.get_text()
-    assert f"= {cost.mult_adds:,} multiply-adds; {cost.params:,} weights" in title
-    assert title.startswith("one output value: 27 multiply-adds")
-    texts = [t.get_text() for t in fig.axes[0].texts]
-    assert {"R", "G", "B", "input\n5x5x3", "4 filters\neach 3x3x3", "output\n3x3x4"} <= set(texts)
-    with pytest.raises(ValueError, match=r"position \(3, 0\) is outside the 3x3 output"):
-        draw_conv_volume(position=(3, 0))
+    if separable:
+        assert title == "depthwise 27 + pointwise 12 = 39 weights; a standard conv: 108"
+    else:
+        assert title == "4 filters of 3x3x3 = 108 weights"
     with pytest.raises(ValueError, match="a 5x5 kernel does not fit a 4x4 input"):
-        draw_conv_volume(size=4, kernel=5)
+        draw_channels(size=4, kernel=5)

@@ -2,20 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib.layers import (
-    ConvBNReLU,
-    DepthwiseSeparableConv2d,
-    DilatedDownsample,
-    SpatialSeparableConv2d,
-    residual_pair,
-)
+from course_lib.layers import DepthwiseSeparableConv2d, conv_bn_relu, residual_pair
 from course_lib.models import count_parameters
-
-
-def test_conv_bn_relu_keeps_size_by_default_and_valid_padding_trims_dilated_span():
-    x = torch.randn(1, 4, 16, 16)
-    assert ConvBNReLU(4, 8, 3, dilation=3)(x).shape == (1, 8, 16, 16)
-    assert ConvBNReLU(4, 8, 3, dilation=3, padding=0)(x).shape == (1, 8, 10, 10)
 
 
 @pytest.mark.parametrize("c_in, c_out, k", [(16, 32, 3), (64, 128, 3), (32, 32, 5)])
@@ -26,25 +14,33 @@ def test_depthwise_separable_has_1_over_cout_plus_1_over_k2_of_the_weights(c_in,
     assert separable / standard == pytest.approx(1 / c_out + 1 / k**2)
 
 
-def test_spatial_separable_equals_full_conv_with_rank_one_kernel():
-    torch.manual_seed(0)
-    col, row = torch.randn(3), torch.randn(3)
-    full = nn.Conv2d(1, 1, 3, padding=1, bias=False)
-    full.weight.data = torch.outer(col, row)[None, None]
-    sep = SpatialSeparableConv2d(1, 1, 3)
-    sep.vertical.weight.data = col.view(1, 1, 3, 1)
-    sep.horizontal.weight.data = row.view(1, 1, 1, 3)
-    x = torch.randn(2, 1, 9, 9)
-    torch.testing.assert_close(sep(x), full(x))
+def test_depthwise_separable_keeps_the_size_by_default_like_a_padded_conv():
+    x = torch.randn(1, 4, 16, 16)
+    assert DepthwiseSeparableConv2d(4, 8, 3, dilation=3)(x).shape == (1, 8, 16, 16)
+    assert DepthwiseSeparableConv2d(4, 8, 3, 2)(x).shape == (1, 8, 8, 8)
+    assert DepthwiseSeparableConv2d(4, 8, 3, padding=0, dilation=2)(x).shape == (1, 8, 12, 12)
 
 
-@pytest.mark.parametrize(("size", "dilation"), [(32, 2), (24, 4), (16, 4), (9, 1)])
-def test_dilated_downsample_trims_two_d_pixels_without_stride(size, dilation):
-    down = DilatedDownsample(8, 8, dilation)
-    conv = next(m for m in down.modules() if isinstance(m, nn.Conv2d))
-    assert conv.dilation[0] == dilation and conv.stride == (1, 1) and conv.padding == (0, 0)
-    out = size - 2 * dilation
-    assert down(torch.randn(1, 8, size, size)).shape[-2:] == (out, out)
+def test_fp32_flag_runs_only_the_depthwise_half_outside_autocast_and_only_while_training():
+    layer = DepthwiseSeparableConv2d(4, 8, 3, dilation=2)
+    layer.train_depthwise_in_fp32 = True
+    seen = []
+    layer.depthwise.register_forward_hook(lambda m, args, y: seen.append(y.dtype))
+    x = torch.randn(1, 4, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert layer(x).dtype == torch.bfloat16  # the pointwise half is back under autocast
+        with torch.no_grad():
+            layer(x)
+    assert seen == [torch.float32, torch.bfloat16]
+
+
+def test_conv_bn_relu_is_torchvisions_block_with_the_checkpoints_keys():
+    block = conv_bn_relu(4, 8, dilation=2)
+    assert list(block.state_dict())[:3] == ["0.weight", "1.weight", "1.bias"]
+    assert block[0].bias is None and block[0].padding == (2, 2)
+    separable = conv_bn_relu(4, 8, separable=True, padding=0, dilation=2)
+    assert list(separable.state_dict())[:2] == ["0.depthwise.weight", "0.pointwise.weight"]
+    assert separable(torch.randn(2, 4, 16, 16)).shape == (2, 8, 12, 12)
 
 
 def test_residual_pair_adds_its_input():

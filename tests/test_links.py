@@ -13,7 +13,7 @@ def test_every_link_is_generated_from_the_one_repository_constant(tmp_path):
     assert f"git+https://github.com/{links.REPOSITORY}.git" in links.install_cell_source()
 
 
-def test_sync_rewrites_a_stale_badge_and_install_cell(tmp_path, monkeypatch):
+def test_sync_rewrites_a_stale_badge_install_cell_and_readme_link(tmp_path):
     nb = {
         "cells": [
             {"cell_type": "markdown", "metadata": {}, "source": "<!-- colab-badge -->\n[old](x)"},
@@ -32,10 +32,14 @@ def test_sync_rewrites_a_stale_badge_and_install_cell(tmp_path, monkeypatch):
     (tmp_path / "lessons").mkdir()
     path = tmp_path / "lessons" / "01_x.ipynb"
     path.write_text(json.dumps(nb))
-    assert links.sync(tmp_path) == [path]
+    old = "https://colab.research.google.com/github/old/place/blob/dev/lessons/01_x.ipynb"
+    (tmp_path / "README.md").write_text(f"| 01 | [![Open In Colab](badge.svg)]({old}) |\n")
+    assert links.sync(tmp_path) == [path, tmp_path / "README.md"]
     cells = json.loads(path.read_text())["cells"]
-    assert links.colab_url("01_x.ipynb") in cells[0]["source"]
+    assert cells[0]["source"].endswith(f"({links.colab_url('01_x.ipynb')})")
     assert cells[1]["source"] == links.install_cell_source()
+    readme = (tmp_path / "README.md").read_text()
+    assert readme == f"| 01 | [![Open In Colab](badge.svg)]({links.colab_url('01_x.ipynb')}) |\n"
     assert links.sync(tmp_path) == []
 
 

@@ -43,8 +43,8 @@ def test_dilated_model_trims_the_map_32_28_24_16_8_and_sees_47_pixels():
     assert receptive_field(model, (3, 32, 32)) == 47
 
 
-def test_old_halving_plan_is_one_netplan_away_with_the_same_parameters():
-    # The plan the course used before: dilations 8, 4, 2 unpadded, then 2 with padding 1.
+def test_a_padded_downsampling_conv_trims_less_with_the_same_parameters():
+    # Dilations 8, 4, 2 unpadded halve the map; then dilation 2 with padding 1 trims 2 pixels.
     halving = FourBlockNet(
         NetPlan(down_dilation=(8, 4, 2, 2), down_padding=(0, 0, 0, 1), res_dilation=(1, 1, 1, 1))
     ).eval()
@@ -71,3 +71,16 @@ def test_strided_and_maxpool_variants_downsample_the_way_their_names_say():
 def test_unknown_model_name_lists_the_choices():
     with pytest.raises(ValueError, match=r"unknown model 'resnet'.*dilated"):
         build_model("resnet")
+
+
+def test_a_downsampling_conv_padded_as_much_as_it_is_dilated_is_refused():
+    with pytest.raises(ValueError, match="padding 2 >= dilation 2 would not shrink the map"):
+        FourBlockNet(NetPlan(down_padding=(0, 2, 0, 0)))
+
+
+def test_separable_blocks_replace_the_conv_of_torchvisions_block():
+    model = build_model("dilated")
+    assert [type(m).__name__ for m in model.c3.down] == [
+        "DepthwiseSeparableConv2d", "BatchNorm2d", "ReLU"
+    ]
+    assert list(model.prep.state_dict())[:2] == ["0.weight", "1.weight"]

@@ -1,5 +1,7 @@
 """Tests for course_lib.plots on small synthetic images (no dataset needed)."""
 
+from types import SimpleNamespace
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -58,19 +60,14 @@ def test_to_display_keeps_uint8_nhwc_unchanged_even_with_mean_and_std(uint8_batc
 
 
 def test_to_display_rejects_a_shape_without_a_channel_axis():
-    with pytest.raises(ValueError, match=r"1 or 3 channels.*\(2, 5, 7, 7\)"):
+    with pytest.raises(ValueError, match=r"\(N, \)C, H, W; got \(2, 5, 7, 7\)"):
         plots.to_display(np.zeros((2, 5, 7, 7), np.float32))
-    with pytest.raises(ValueError, match=r"must have shape .*got shape \(8, 8\)"):
+    with pytest.raises(ValueError, match=r"must be .*got \(8, 8\)"):
         plots.to_display(np.zeros((8, 8), np.uint8))
 
 
-def test_to_display_rejects_mean_with_the_wrong_number_of_channels(uint8_batch):
-    with pytest.raises(ValueError, match="mean has 2 values but the images have 3 channels"):
-        plots.to_display(normalize(uint8_batch), mean=(0.5, 0.5), std=STD)
-
-
 def test_to_display_rejects_mean_and_std_given_in_0_255(uint8_batch):
-    with pytest.raises(ValueError, match="per-channel 0-1 floats"):
+    with pytest.raises(ValueError, match="must be 0-1 floats, as in A.Normalize"):
         plots.to_display(normalize(uint8_batch), mean=(125.3, 123.0, 113.9), std=STD)
 
 
@@ -88,16 +85,6 @@ def test_image_grid_titles_tiles_with_class_names_and_drops_empty_cells(uint8_ba
 def test_image_grid_sets_the_figure_title(uint8_batch):
     fig = plots.image_grid(uint8_batch, title="six samples")
     assert fig.get_suptitle() == "six samples"
-
-
-def test_image_grid_rejects_labels_of_a_different_length(uint8_batch):
-    with pytest.raises(ValueError, match="labels has 5 entries but there are 6 images"):
-        plots.image_grid(uint8_batch, labels=[0, 1, 2, 3, 4], classes=CLASSES)
-
-
-def test_image_grid_rejects_a_class_index_out_of_range(uint8_batch):
-    with pytest.raises(ValueError, match=r"class index 7, out of range for 5 classes \(0..4\)"):
-        plots.image_grid(uint8_batch, labels=[0, 1, 2, 3, 7, 0], classes=CLASSES)
 
 
 def test_class_grid_shows_per_class_examples_in_one_row_per_class():
@@ -126,11 +113,6 @@ def test_class_grid_picks_the_same_examples_for_the_same_seed():
     assert not np.array_equal(picked(0), picked(1))
 
 
-def test_class_grid_rejects_x_and_y_of_different_lengths(uint8_batch):
-    with pytest.raises(ValueError, match="x has 6 images but y has 4 labels"):
-        plots.class_grid(uint8_batch, np.arange(4), CLASSES)
-
-
 def test_before_after_puts_originals_above_transformed_with_row_names(uint8_batch):
     after = normalize(255 - uint8_batch)
     fig = plots.before_after(
@@ -150,7 +132,7 @@ def test_before_after_puts_originals_above_transformed_with_row_names(uint8_batc
 
 
 def test_before_after_rejects_batches_that_do_not_pair_up(uint8_batch):
-    with pytest.raises(ValueError, match="images has 6 entries but transformed has 5"):
+    with pytest.raises(ValueError, match="6 images but 5 transformed: they must pair up"):
         plots.before_after(uint8_batch, uint8_batch[:5])
 
 
@@ -183,25 +165,14 @@ def test_plot_history_has_loss_accuracy_and_lr_panels_with_target_line():
     assert fig.get_suptitle() == "run 1"
 
 
-def test_plot_history_annotates_the_final_not_the_best_test_accuracy():
+def test_plot_history_marks_the_final_not_the_best_test_accuracy():
     history = make_history()  # best test acc 81% at epoch 4, final 80%
     final = 100 * history[-1]["test_acc"]
-    best = 100 * max(h["test_acc"] for h in history)
-    assert final != best
-    texts = [t.get_text() for t in plots.plot_history(history).axes[1].texts]
-    assert texts == [f"final test: {final:.2f}%"]
-
-
-def test_plot_history_names_the_missing_keys():
-    history = make_history()
-    del history[2]["lr"]
-    with pytest.raises(ValueError, match=r"history entry 2 is missing keys: \['lr'\]"):
-        plots.plot_history(history)
-
-
-def test_plot_history_rejects_an_empty_history():
-    with pytest.raises(ValueError, match="history is empty"):
-        plots.plot_history([])
+    assert final != 100 * max(h["test_acc"] for h in history)
+    ax = plots.plot_history(history).axes[1]
+    (marker,) = [line for line in ax.get_lines() if line.get_label().startswith("final")]
+    assert marker.get_label() == f"final test: {final:.2f}%"
+    assert (marker.get_xdata()[0], marker.get_ydata()[0]) == (5, pytest.approx(final))
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -216,43 +187,11 @@ def test_confusion_matrix_annotates_percent_of_each_true_class():
     assert [t.get_text() for t in ax.texts] == ["80", "20", "0", "25", "75", "0", "0", "0", "100"]
 
 
-def test_confusion_matrix_shows_counts_when_not_normalized():
-    cm = np.array([[8, 2], [1, 3]])
-    fig = plots.plot_confusion_matrix(cm, CLASSES[:2], normalize=False)
-    assert [t.get_text() for t in fig.axes[0].texts] == ["8", "2", "1", "3"]
-
-
-def test_confusion_matrix_rejects_a_class_list_of_the_wrong_size():
-    with pytest.raises(ValueError, match="cm is 3x3 but there are 5 classes"):
-        plots.plot_confusion_matrix(np.eye(3, dtype=int), CLASSES)
-
-
-def test_misclassified_titles_show_true_pred_and_confidence(uint8_batch):
-    fig = plots.plot_misclassified(
-        normalize(uint8_batch[:3]),
-        [3, 0, 1],
-        [4, 2, 3],
-        [0.93, 0.5, 0.123],
-        CLASSES,
-        mean=MEAN,
-        std=STD,
-    )
-    assert len(axes_with_images(fig)) == 3
-    assert tile_titles(fig) == [
-        "true: cat\npred: deer (0.93)",
-        "true: airplane\npred: bird (0.50)",
-        "true: automobile\npred: cat (0.12)",
-    ]
-
-
-def test_misclassified_says_so_when_there_are_no_mistakes():
-    fig = plots.plot_misclassified(np.zeros((0, 8, 8, 3), np.uint8), [], [], [], CLASSES)
-    assert [t.get_text() for t in fig.texts] == ["no misclassified examples"]
-
-
-def test_misclassified_rejects_pred_out_of_range(uint8_batch):
-    with pytest.raises(ValueError, match="pred contains class index 5, out of range for 5"):
-        plots.plot_misclassified(uint8_batch[:2], [0, 1], [5, 1], [0.9, 0.8], CLASSES)
+def test_image_grid_widens_tiles_for_long_two_line_titles(uint8_batch):
+    titles = ["true: cat\npred: automobile (0.93)", "true: deer\npred: bird (0.50)"]
+    fig = plots.image_grid(uint8_batch[:2], titles=titles)
+    assert tile_titles(fig) == titles
+    assert fig.get_size_inches()[0] > 2 * 1.2  # wider than two default tiles
 
 
 def test_per_class_accuracy_sorts_bars_with_the_best_class_on_top():
@@ -263,15 +202,10 @@ def test_per_class_accuracy_sorts_bars_with_the_best_class_on_top():
     assert [t.get_text() for t in ax.texts] == ["50.0%", "60.0%", "75.0%", "90.0%", "95.0%"]
 
 
-def test_per_class_accuracy_rejects_percentages():
-    with pytest.raises(ValueError, match=r"fractions in \[0, 1\].*already in percent"):
-        plots.plot_per_class_accuracy([90, 50, 75, 60, 95], CLASSES)
-
-
 def test_saliency_overlays_a_per_map_normalized_heatmap_on_each_image(uint8_batch):
     h, w = uint8_batch.shape[1:3]
     maps = torch.rand(3, h, w) * 100 - 30  # pixel-level maps, arbitrary range
-    fig = plots.plot_saliency(uint8_batch[:3], maps, labels=[2, 3, 4], classes=CLASSES)
+    fig = plots.plot_saliency(uint8_batch[:3], {"pixels": maps})
     with_images = axes_with_images(fig)
     assert len(with_images) == 6
     overlays = [ax for ax in with_images if len(ax.images) == 2]
@@ -280,16 +214,16 @@ def test_saliency_overlays_a_per_map_normalized_heatmap_on_each_image(uint8_batc
         heat = np.asarray(ax.images[1].get_array())
         assert heat.min() == pytest.approx(0) and heat.max() == pytest.approx(1)
         assert ax.images[1].get_extent() == [-0.5, w - 0.5, h - 0.5, -0.5]
-    assert [t for t in tile_titles(fig) if t] == ["bird", "cat", "deer"]
+    assert not any(tile_titles(fig))
 
 
 def test_saliency_draws_each_layer_on_its_units_and_names_true_and_predicted(uint8_batch):
-    from course_lib.saliency import UnitGrid
-
     side = uint8_batch.shape[1]
+    # the RF-table fields plot_saliency reads; coarse: 2 units 2 pixels apart, the first
+    # centred at start 2.5 in the table's pixel intervals, 2.0 in imshow's pixel centres
     grids = {
-        "coarse": UnitGrid("coarse", size=2, first=2.0, jump=2, rf=5, image=side),
-        "fine": UnitGrid("fine", size=side, first=0.0, jump=1, rf=3, image=side),
+        "coarse": SimpleNamespace(n_out=2, j_out=2, start=2.5),
+        "fine": SimpleNamespace(n_out=side, j_out=1, start=0.5),
     }
     maps = {"coarse": np.random.rand(2, 2, 2), "fine": np.random.rand(2, side, side)}
     fig = plots.plot_saliency(
@@ -308,13 +242,8 @@ def test_saliency_draws_each_layer_on_its_units_and_names_true_and_predicted(uin
 
 
 def test_saliency_refuses_to_stretch_a_small_map_over_the_image(uint8_batch):
-    with pytest.raises(ValueError, match=r"a 4x4 map on a 8x8 image needs the grid of its units"):
-        plots.plot_saliency(uint8_batch[:3], np.zeros((3, 4, 4)))
-
-
-def test_saliency_rejects_a_map_count_that_differs_from_the_images(uint8_batch):
-    with pytest.raises(ValueError, match="maps has 2 entries but there are 3 images"):
-        plots.plot_saliency(uint8_batch[:3], np.zeros((2, 4, 4)))
+    with pytest.raises(ValueError, match=r"need 8x8 units; a map smaller .* needs its saliency"):
+        plots.plot_saliency(uint8_batch[:3], {"C4": np.zeros((3, 4, 4))})
 
 
 @pytest.mark.parametrize("rf_size", [5, 45])
@@ -335,11 +264,6 @@ def test_rf_map_without_rf_size_shows_only_the_map():
     fig = plots.plot_rf_map(torch.rand(9, 9), title="ERF")
     assert len(fig.axes[0].images) == 1 and not fig.axes[0].patches
     assert fig.get_suptitle() == "ERF"
-
-
-def test_rf_map_rejects_a_batch_of_maps():
-    with pytest.raises(ValueError, match=r"erf must be a 2-D map \(H, W\); got shape \(2, 9, 9\)"):
-        plots.plot_rf_map(np.zeros((2, 9, 9)))
 
 
 # ---------------------------------------------------------------------------- notebooks

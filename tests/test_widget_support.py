@@ -60,6 +60,38 @@ def test_course_lib_installs_beside_colabs_ipywidgets_without_upgrading_it(versi
     assert req.specifier.contains(version), f"pyproject's {req} would replace ipywidgets {version}"
 
 
+def make_plotter():
+    """The smallest course-style widget: a slider, a redraw that shows its own figure."""
+
+    def draw(points):
+        fig = widget_support.redraw_figure(2, 2)
+        fig.subplots().plot(range(points))
+        widget_support.show_figure(fig)
+        return points
+
+    return widget_support.Interactive(
+        draw, lambda w: f"Plotter: {w.result} points. " * 20, points=(2, 8)
+    )
+
+
+def test_interactive_draws_when_made_and_its_repr_is_the_summary_cut_to_fit(monkeypatch):
+    shown = []
+    monkeypatch.setattr(widget_support, "display", shown.append)
+    w = make_plotter()
+    assert w.result == 5 and len(shown) == 1  # drawn once at once, on 7.7 as on 8.x
+    assert repr(w) == ("Plotter: 5 points. " * 20)[: widget_support.MAX_SUMMARY]
+    w.kwargs_widgets[0].value = 8
+    assert w.result == 8 and repr(w).startswith("Plotter: 8 points.") and len(shown) == 2
+
+
+def test_redraw_figures_are_not_pyplots_so_closing_every_pyplot_figure_spares_them():
+    fig = widget_support.redraw_figure(3, 2)
+    fig.subplots().plot([0, 1])
+    plt.close("all")
+    assert plt.get_fignums() == [] and tuple(fig.get_size_inches()) == (3, 2)
+    assert fig.get_layout_engine() is not None  # constrained: labels never clipped
+
+
 @pytest.mark.parametrize("name", ["conv explorer", "dilation explorer", "augmentation tuner"])
 def test_interactive_widgets_draw_when_made_on_either_ipywidgets(name):
     w = make_all()[name]
