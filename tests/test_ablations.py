@@ -3,6 +3,7 @@
 import dataclasses
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -269,3 +270,12 @@ def test_committed_15_epoch_check_reruns_part_of_the_augmentation_experiment_at_
         v for v in EXPERIMENTS["augmentation"].values() if v in variants
     ]
 
+
+
+def test_lesson_06_runs_its_own_cells_and_never_imports_benchmarks():
+    # On Colab only course_lib is installed: the lesson defines the loop it runs.
+    cells = json.loads((REPO_ROOT / "lessons/06_ablations.ipynb").read_text())["cells"]
+    sources = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    imports = re.compile(r"^\s*(from|import)\s+(benchmarks|experiments)\b", re.M)
+    assert not [s for s in sources if imports.search(s)]
+    assert any(s.startswith("#@save benchmarks/experiments.py") for s in sources)
