@@ -133,17 +133,18 @@ def resumed_rows(path: Path | None, schedule: Schedule) -> list[dict[str, Any]]:
     return saved["rows"] if saved["schedule"] == as_json else []
 
 
-def run_ablations(data: Cifar10, schedule: Schedule, variants=None, *, save_to=None, **kw):
-    """Train each variant (default: all) for each seed; saved to ``save_to`` after every run.
-
-    ``kw`` goes to ``train_variant`` (``num_workers``)."""
+def run_ablations(
+    data: Cifar10, schedule: Schedule, variants=None, *, save_to=None, num_workers=None
+) -> dict[str, Any]:
+    """Train each variant (default: all) for each seed; saved to ``save_to`` after every run."""
     path = Path(save_to) if save_to else None
     record = {**new_record(schedule), "rows": resumed_rows(path, schedule)}
     done = {(row["variant"], row["seed"]) for row in record["rows"]}
     for name in variants or VARIANTS:
         for seed in [s for s in schedule.seeds if (name, s) not in done]:
-            record["rows"].append(train_variant(name, seed, schedule, data, **kw))
-            print(f"{name:<11} seed {seed}: test accuracy {record['rows'][-1]['test_acc']:.1%}")
+            row = train_variant(name, seed, schedule, data, num_workers=num_workers)
+            record["rows"].append(row)
+            print(f"{name:<11} seed {seed}: test accuracy {row['test_acc']:.1%}")
             if path:
                 path.write_text(json.dumps(record, indent=1))
     return record

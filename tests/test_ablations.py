@@ -1,4 +1,4 @@
-"""Lesson 06's statistics (course_lib.ablations) and its experiment loop (benchmarks/experiments.py)."""
+"""Lesson 06's statistics (course_lib.ablations) and its loop (benchmarks/experiments.py)."""
 
 import dataclasses
 import importlib.util
@@ -19,7 +19,9 @@ from course_lib.train import TrainConfig
 from .conftest import make_synthetic_cifar
 
 # benchmarks/ is no package: load the exported copy of lesson 06's loop by its path
-_spec = importlib.util.spec_from_file_location("experiments", REPO_ROOT / "benchmarks/experiments.py")
+_spec = importlib.util.spec_from_file_location(
+    "experiments", REPO_ROOT / "benchmarks/experiments.py"
+)
 experiments = importlib.util.module_from_spec(_spec)
 sys.modules["experiments"] = experiments  # dataclasses look their module up there
 _spec.loader.exec_module(experiments)
