@@ -7,15 +7,15 @@ Each probe is ``course_lib.train.run`` with ``TrainConfig`` defaults (the recipe
 ``make train``) on one candidate network; ``--set`` overrides recipe fields. Every plan has
 the same C1-C4 widths; only how the blocks shrink the map differs (sizes after C1..C4):
 
-    halving_old_final  dilations 8, 4, 2 unpadded, 2 padded 1: 16, 8, 4, 2 (the earlier final model;
-                       res_dilation 1, 1, 1, 1; not ablations' halving, which is 8, 4, 2, 1)
+    halving_old_final  dilations 8, 4, 2 unpadded, 2 padded 1: 16, 8, 4, 2 (res_dilation
+                       1, 1, 1, 1; not lesson 06's halving, which is 8, 4, 2, 1)
     mid                dilations 4, 4, 4, 2: 24, 16, 8, 4
     gentle             dilations 4, 4, 2, 2, C3-C4 pairs dilated 2: 24, 16, 12, 8
     trimming           dilations 2, 2, 4, 4, C4 pair dilated 2: 28, 24, 16, 8 (the final model)
     c1deep, mid_c1deep a second residual pair in C1, narrower C2-C4 (186,330 parameters)
     strided, maxpool   the final plan with stride 2 or max-pooling, residual dilation 1
-                       everywhere (stride 2 is the assignment's plain option; max-pooling it
-                       rules out)
+                       everywhere (lesson 06's PROBE_PLANS; stride 2 is the assignment's
+                       plain option, max-pooling the one it rules out)
 
 Records go to results/architecture_probes.json under ``<name>_<epochs>ep_s<seed>``.
 Measured on one H100 (16 CPU cores), 8 probes at a time (``for n in ...; do python
@@ -24,23 +24,24 @@ test accuracy after 15 epochs: halving_old_final 81.3%, c1deep 83.1%, gentle 83.
 mid 83.9%, mid_c1deep 84.3%, trimming 84.7% (85.4%, 85.3%, 85.0% for seeds 0-2 when 4 runs
 shared the GPU), strided 84.9%, maxpool 85.9%. Recipe changes on trimming (cutout_p 0.1,
 label_smoothing 0, weight_decay 2.5e-4) moved it by -0.7 to +0.0 points: no gain beyond
-seed noise, so the recipe stayed. On the 2-core CPU (shared with other jobs, 50.5 min):
-``strided --set schedule=step`` (the source write-ups' step schedule) 80.9% against the
-one-cycle's 84.9%.
+seed noise, so the recipe keeps its defaults. On the 2-core CPU (shared with other jobs,
+50.5 min): ``strided --set schedule=step`` (the source write-ups' step schedule) 80.9%
+against the one-cycle's 84.9%.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from _common import RESULTS
+from experiments import PROBE_PLANS
 from torch import nn
 
-from course_lib.layers import residual_pair
 from course_lib.models import FourBlockNet, NetPlan
 from course_lib.train import TrainConfig, run, seed_everything
 
@@ -58,8 +59,8 @@ def _two_c1_pairs(**fields) -> Callable[[], nn.Module]:
 
     def build() -> nn.Module:
         model = FourBlockNet(NetPlan(**fields))
-        width = model.plan.widths[0]
-        model.c1.res = nn.Sequential(residual_pair(width), residual_pair(width, dilation=2))
+        dilated = dataclasses.replace(model.plan, res_dilation=(2, *model.plan.res_dilation[1:]))
+        model.c1.res = nn.Sequential(model.c1.res, FourBlockNet(dilated).c1.res)
         return model
 
     return build
@@ -72,17 +73,19 @@ PROBES: dict[str, Callable[[], nn.Module]] = {
     "trimming": _plan(),
     "c1deep": _two_c1_pairs(**OLD_FINAL, **NARROW),
     "mid_c1deep": _two_c1_pairs(**MID, **NARROW),
-    "strided": _plan(downsampling="strided", res_dilation=(1,) * 4),
-    "maxpool": _plan(downsampling="maxpool", res_dilation=(1,) * 4),
+    "strided": lambda: FourBlockNet(PROBE_PLANS["strided_probe"]),
+    "maxpool": lambda: FourBlockNet(PROBE_PLANS["maxpool_probe"]),
 }
 
 
-def _override(text: str) -> tuple[str, float | str]:
+def _override(text: str) -> tuple[str, int | float | str]:
     name, _, value = text.partition("=")
-    try:
-        return name, float(value)
-    except ValueError:
-        return name, value  # a word, e.g. schedule=step
+    for kind in (int, float):  # train_size=500 must stay an int: it slices the data
+        try:
+            return name, kind(value)
+        except ValueError:
+            pass
+    return name, value  # a word, e.g. schedule=step
 
 
 def main() -> None:
