@@ -68,18 +68,11 @@ def environment_info(device: torch.device) -> dict[str, Any]:
     import albumentations
 
     dtype = str(autocast_dtype(device)).removeprefix("torch.")
+    dilated = "float32" if depthwise_trains_faster_in_fp32(device, dilated=True) else dtype
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-    return {
-        "device": device.type,
-        "autocast": dtype,
-        "dilated_depthwise_training": (
-            "float32" if depthwise_trains_faster_in_fp32(device, dilated=True) else dtype
-        ),
-        "device_name": name or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "albumentations": albumentations.__version__,
-        "numpy": np.__version__,
-    }
+    return dict(
+        device=device.type, autocast=dtype, dilated_depthwise_training=dilated,
+        device_name=name or platform.machine(), cpu_count=os.cpu_count(),
+        torch_threads=torch.get_num_threads(), python=platform.python_version(),
+        torch=torch.__version__, albumentations=albumentations.__version__, numpy=np.__version__,
+    )  # fmt: skip

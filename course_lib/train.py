@@ -16,9 +16,9 @@ import math
 import os
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -116,7 +116,8 @@ def train_epoch(model, batches, device, cfg: TrainConfig, opt, sched, scaler, ge
         loss_sum += loss.item() * len(y)
         correct += (logits.argmax(1) == y).sum().item()
         seen += len(y)
-    return {"train_loss": loss_sum / seen, "train_acc": correct / seen, "lr": sched.get_last_lr()[0]}
+    lr = sched.get_last_lr()[0]
+    return {"train_loss": loss_sum / seen, "train_acc": correct / seen, "lr": lr}
 
 
 def evaluate_loss_acc(model: nn.Module, loader, device: torch.device) -> tuple[float, float]:
@@ -159,22 +160,15 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise one ``ValueError`` that names every field outside its range."""
-        ok = {
-            "epochs": self.epochs >= 1,
-            "batch_size": self.batch_size >= 1,
-            "lr": self.lr > 0,
-            "schedule": self.schedule in SCHEDULES,
-            "warmup": 0 <= self.warmup < 1,
-            "momentum": 0 <= self.momentum < 1,
-            "weight_decay": self.weight_decay >= 0,
-            "label_smoothing": 0 <= self.label_smoothing < 1,
-            "ema_decay": 0 <= self.ema_decay < 1,
-            "batch_aug": self.batch_aug in ("none", "cutout", "ricap"),
-            "cutout_p": 0 <= self.cutout_p <= 1,
-            "train_size": self.train_size >= 0,
-            "test_size": self.test_size >= 0,
-            "seed": self.seed >= 0,
-        }
+        ok = dict(
+            epochs=self.epochs >= 1, batch_size=self.batch_size >= 1, lr=self.lr > 0,
+            schedule=self.schedule in SCHEDULES, warmup=0 <= self.warmup < 1,
+            momentum=0 <= self.momentum < 1, weight_decay=self.weight_decay >= 0,
+            label_smoothing=0 <= self.label_smoothing < 1, ema_decay=0 <= self.ema_decay < 1,
+            batch_aug=self.batch_aug in ("none", "cutout", "ricap"),
+            cutout_p=0 <= self.cutout_p <= 1, train_size=self.train_size >= 0,
+            test_size=self.test_size >= 0, seed=self.seed >= 0,
+        )  # fmt: skip
         if bad := [f"{name}={getattr(self, name)!r}" for name, good in ok.items() if not good]:
             raise ValueError(f"invalid training config: {', '.join(bad)}")
 
@@ -187,13 +181,12 @@ class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during ``fit``; the message says which epoch is saved."""
 
 
-@dataclass
-class FitResult:
-    """What ``fit`` returns: the model to evaluate (the EMA if enabled) and the history."""
+class FitResult(NamedTuple):
+    """What ``fit`` returns: the model to evaluate (the EMA if enabled), history, seconds."""
 
     model: nn.Module
-    history: list[dict[str, float]] = field(default_factory=list)
-    seconds: float = 0.0
+    history: list[dict[str, float]]
+    seconds: float
 
 
 def seed_everything(seed: int) -> None:
@@ -215,16 +208,17 @@ def _seed_epoch(loader: Any, generator: torch.Generator, seed: int, epoch: int) 
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
+    """Write text, or else ``torch.save`` ``obj``, so that no half-written file is left."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
+    if isinstance(obj, str):
+        tmp.write_text(obj)
+    else:
+        torch.save(obj, tmp)
     os.replace(tmp, path)
 
 
 def read_state(path: str | Path, what: str = "weights") -> Any:
-    """``torch.load(path, weights_only=True)`` with a one-line error for a bad file.
-
-    ``weights_only`` unpickles tensors and plain values only, so a planted file runs no code.
-    """
+    """``torch.load(path, weights_only=True)`` (it unpickles no code), with one-line errors."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} file '{path}' not found")
@@ -244,12 +238,9 @@ def _resume(ckpt: Path, cfg: TrainConfig, parts: dict[str, Any]) -> list[dict[st
     state = read_state(ckpt, "resume state")
     if not isinstance(state, dict) or "config" not in state:
         raise ValueError(f"cannot resume from '{ckpt}': not a course_lib resume file")
-    now = dataclasses.asdict(cfg)
-    if changed := [
-        f"{k} {state['config'].get(k)!r} -> {now.get(k)!r}"
-        for k in sorted(set(state["config"]) | set(now))
-        if state["config"].get(k) != now.get(k)
-    ]:
+    saved, now = state["config"], dataclasses.asdict(cfg)
+    keys = [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+    if changed := [f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in keys]:
         raise ValueError(
             f"cannot resume from '{ckpt}': it was written with other options "
             f"({', '.join(changed)}); pass the same options, or --no-resume to start afresh"
@@ -283,13 +274,12 @@ def fit(
     model = prepare(model, device)
     opt = make_optimizer(model, cfg)
     sched = make_schedule(opt, cfg, len(train_loader))
-    scaler = grad_scaler(device)
+    scaler, generator = grad_scaler(device), torch.Generator()
     parts = {"model": model, "optimizer": opt, "scheduler": sched, "scaler": scaler}
     ema = None
     if cfg.ema_decay > 0:
         avg = get_ema_multi_avg_fn(cfg.ema_decay)
         parts["ema"] = ema = AveragedModel(model, multi_avg_fn=avg, use_buffers=True)
-    generator = torch.Generator()
     ckpt = Path(checkpoint) if checkpoint else None
     history = _resume(ckpt, cfg, parts) if ckpt and resume and ckpt.exists() else []
     if history and progress:
@@ -297,9 +287,8 @@ def fit(
     t_start = time.perf_counter() - sum(h["seconds"] for h in history)
     try:
         for epoch in range(len(history), cfg.epochs):
-            start = time.perf_counter()
+            start, title = time.perf_counter(), f"epoch {epoch + 1}/{cfg.epochs}"
             _seed_epoch(train_loader, generator, cfg.seed, epoch)
-            title = f"epoch {epoch + 1}/{cfg.epochs}"
             with tqdm(train_loader, title, disable=not progress, leave=False, unit="batch") as bar:
                 row = train_epoch(model, bar, device, cfg, opt, sched, scaler, generator, ema)
             tested = evaluate_loss_acc(ema.module if ema else model, test_loader, device)
@@ -311,10 +300,10 @@ def fit(
                 state = {name: part.state_dict() for name, part in parts.items()}
                 _save_atomic({"config": dataclasses.asdict(cfg), **state, "history": history}, ckpt)
     except TrainingDiverged as err:
-        kept = f" The checkpoint of epoch {len(history)} is kept at {ckpt}." if ckpt else ""
+        done = len(history)
+        kept = f" The checkpoint of epoch {done} is kept at {ckpt}." if ckpt and done else ""
         raise TrainingDiverged(
-            f"{err} in epoch {len(history) + 1}; stopped.{kept if history else ''} "
-            f"Try a lower learning rate than lr={cfg.lr}."
+            f"{err} in epoch {done + 1}; stopped.{kept} Try a lower learning rate than lr={cfg.lr}."
         ) from None
     except KeyboardInterrupt:
         done = len(history)
@@ -323,9 +312,9 @@ def fit(
             if ckpt and done
             else "no epoch had finished, so nothing was saved"
         )
-        raise TrainingInterrupted(f"interrupted in epoch {done + 1} of {cfg.epochs}; {saved}") from None
-    final = ema.module if ema else model
-    return FitResult(model=final, history=history, seconds=time.perf_counter() - t_start)
+        message = f"interrupted in epoch {done + 1} of {cfg.epochs}; {saved}"
+        raise TrainingInterrupted(message) from None
+    return FitResult(ema.module if ema else model, history, time.perf_counter() - t_start)
 
 
 def plan_record(model: nn.Module) -> dict[str, Any] | None:
@@ -337,34 +326,22 @@ def plan_record(model: nn.Module) -> dict[str, Any] | None:
 def training_loaders(
     cfg: TrainConfig, data: Cifar10, aug: AugmentConfig
 ) -> tuple[DataLoader, DataLoader, dict[str, list[float]]]:
-    """Train and test loaders for ``cfg`` and ``aug``, and the normalisation they use.
-
-    Normalises with the training images' per-channel mean and std (0-1 units), returned as
-    ``{"mean": [...], "std": [...]}`` for the JSON record. Used in lessons 04 and 06.
-    """
+    """Train and test loaders for ``cfg`` and ``aug``, and their normalisation ``{"mean": [...],
+    "std": [...]}`` (the training images' own, 0-1 units). Used in lessons 04 and 06."""
     from .augment import eval_transforms, train_transforms
     from .data import channel_stats, make_loaders, subset
 
-    for name, n, have in (
-        ("train_size", cfg.train_size, len(data.y_train)),
-        ("test_size", cfg.test_size, len(data.y_test)),
-    ):
-        if n > have:
-            flag = "--" + name.replace("_", "-")
-            raise ValueError(f"{flag} {n} is more than the {have:,} images there are (0 = all)")
+    n_train, n_test = cfg.train_size or len(data.y_train), cfg.test_size or len(data.y_test)
+    for flag, n, have in (("train", n_train, data.y_train), ("test", n_test, data.y_test)):
+        if n > len(have):
+            raise ValueError(f"--{flag}-size {n} is more than the {len(have):,} images there are")
     if cfg.train_size or cfg.test_size:
-        data = subset(
-            data, cfg.train_size or len(data.y_train), cfg.test_size or len(data.y_test), cfg.seed
-        )
+        data = subset(data, n_train, n_test, cfg.seed)
     stats = channel_stats(data.x_train)
     mean, std = stats["mean"].tolist(), stats["std"].tolist()
+    train = train_transforms(mean, std, aug, seed=cfg.seed)
     train_loader, test_loader = make_loaders(
-        data,
-        train_transforms(mean, std, aug, seed=cfg.seed),
-        eval_transforms(mean, std),
-        batch_size=cfg.batch_size,
-        num_workers=cfg.num_workers,
-        seed=cfg.seed,
+        data, train, eval_transforms(mean, std), cfg.batch_size, cfg.num_workers, cfg.seed
     )
     return train_loader, test_loader, {"mean": mean, "std": std}
 
@@ -388,26 +365,22 @@ def published_out(model: str, root: str | Path | None = None) -> Path:
 
 def output_files(out: str | Path) -> dict[str, Path]:
     """``<out>.pt``, ``<out>.json`` and ``<out>.resume.pt``: the names exactly, dots and all."""
-    return {k: Path(f"{out}{s}") for k, s in (("weights", ".pt"), ("record", ".json"), ("resume", ".resume.pt"))}
+    suffixes = {"weights": ".pt", "record": ".json", "resume": ".resume.pt"}
+    return {kind: Path(f"{out}{suffix}") for kind, suffix in suffixes.items()}
 
 
 def check_output(out: str | Path, publish: bool = False) -> dict[str, Path]:
-    """``output_files(out)``, after refusing (one line each) what a run could not or must not
-    write: a folder, a path under a file, an unwritable folder, and, unless ``publish``, the
-    published checkpoints that lessons and tests read.
-    """
-    out = Path(out)
+    """``output_files(out)``, after refusing (one line each) a folder, a path under a file, an
+    unwritable folder and, unless ``publish``, the published checkpoints lessons read."""
+    out, files = Path(out), output_files(out)
     if out.is_dir() or str(out).endswith(("/", "\\")):
-        raise ValueError(f"--out '{out}' is a folder; give a file name without suffix, e.g. {out / 'run'}")
+        raise ValueError(f"--out '{out}' is a folder; give a file name, e.g. {out / 'run'}")
     if blocker := next((p for p in out.parents if p.exists() and not p.is_dir()), None):
         raise ValueError(f"cannot write '{out}.pt': '{blocker}' is a file, not a folder")
-    files = output_files(out)
     published = out.parent.resolve() == published_out(TrainConfig.model).parent.resolve()
     if published and not publish and (files["weights"].exists() or files["record"].exists()):
-        raise ValueError(
-            f"'{out}' is a published result of this course; choose another --out, "
-            "or pass --publish to replace it"
-        )
+        raise ValueError(f"'{out}' is a published result of this course; choose another --out, "
+                         "or pass --publish to replace it")  # fmt: skip
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         probe = Path(f"{out}.write-test.tmp")
@@ -429,12 +402,11 @@ def run(
     progress: bool = True,
     device: torch.device | None = None,
 ) -> dict[str, Any]:
-    """The whole training job; returns the JSON record it writes beside the weights.
+    """The whole training job: data, model, ``fit``, then ``<out>.pt`` (a ``state_dict``) and
+    ``<out>.json`` (history, config, normalisation, environment), whose record it returns.
 
-    Writes ``<out>.pt`` (a ``state_dict``), ``<out>.json`` (history, config, normalisation,
-    environment, wall time) and, while training, ``<out>.resume.pt``; ``out`` defaults to
-    ``default_out(cfg)``. ``model`` defaults to ``build_model(cfg.model)``, built right after
-    seeding (``check --train`` passes a student's). Used in lesson 04, by the CLI and grader.
+    ``out`` defaults to ``default_out(cfg)``; ``model`` to ``build_model(cfg.model)``, built
+    right after seeding (``check --train`` passes a student's). Used in lesson 04, by the CLI.
     """
     from .data import load_cifar10
     from .models import build_model, count_parameters
@@ -447,27 +419,16 @@ def run(
     aug = AugmentConfig(cutout_p=cfg.cutout_p)
     data = load_cifar10(data_root)
     train_loader, test_loader, normalize = training_loaders(cfg, data, aug)
-    result = fit(
-        model, train_loader, test_loader, cfg,
-        device=device, checkpoint=files["resume"], resume=resume, progress=progress,
+    result = fit(model, train_loader, test_loader, cfg, device=device,
+                 checkpoint=files["resume"], resume=resume, progress=progress)  # fmt: skip
+    record = dict(
+        config=dataclasses.asdict(cfg), seed=cfg.seed, parameters=count_parameters(result.model),
+        plan=plan_record(result.model), normalize=normalize, augment=dataclasses.asdict(aug),
+        history=result.history, final_test_acc=result.history[-1]["test_acc"],
+        wall_seconds=result.seconds, environment=environment_info(device), dataset=data.label,
     )  # fmt: skip
-    record = {
-        "config": dataclasses.asdict(cfg),
-        "seed": cfg.seed,
-        "parameters": count_parameters(result.model),
-        "plan": plan_record(result.model),
-        "normalize": normalize,
-        "augment": dataclasses.asdict(aug),
-        "history": result.history,
-        "final_test_acc": result.history[-1]["test_acc"],
-        "wall_seconds": result.seconds,
-        "environment": environment_info(device),
-        "dataset": data.label,
-    }
     state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
     _save_atomic(state, files["weights"])
-    tmp = Path(f"{files['record']}.tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, files["record"])
+    _save_atomic(json.dumps(record, indent=1), files["record"])
     files["resume"].unlink(missing_ok=True)
     return record
