@@ -51,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
                        "<out>.json (default: runs/<model>_seed<seed>)")  # fmt: skip
     train.add_argument("--publish", action="store_true", help="write the published checkpoint "
                        "data/checkpoints/final_<model>, or replace a published --out")  # fmt: skip
-    train.add_argument("--fast", action="store_true", help="1 epoch on 2,000 / 1,000 images")
+    train.add_argument("--fast", action="store_true",
+                       help="smoke run: 1 epoch on 2,000 train / 1,000 test images")  # fmt: skip
     train.add_argument("--no-resume", action="store_true", help="ignore <out>.resume.pt")
     ev = sub.add_parser("evaluate", help="re-measure a checkpoint's test accuracy")
     ev.add_argument("--checkpoint", default=str(published_out(TrainConfig.model)),

@@ -2,7 +2,7 @@
 
 bf16 autocast and ``channels_last`` on CPU; on CUDA, bf16 where the GPU computes it natively,
 else fp16 with a gradient scaler. The measurements behind each choice are in the README and
-``benchmarks/``. Used in lessons 04 and 05, and by the trainer and the evaluation.
+``benchmarks/``. Used in lesson 04, by the trainer and by the evaluation (lesson 05).
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from course_lib import train as train_module
-from course_lib.evaluate import load_checkpoint
 from course_lib.device import grad_scaler, prepare
+from course_lib.evaluate import load_checkpoint
 from course_lib.train import (
     TrainConfig,
     TrainingDiverged,
