@@ -135,7 +135,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         # these errors carry their own explanation and fix; a traceback would bury it
         print(f"error: {err}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -291,11 +291,13 @@ def fit(
             _seed_epoch(train_loader, generator, cfg.seed, epoch)
             with tqdm(train_loader, title, disable=not progress, leave=False, unit="batch") as bar:
                 row = train_epoch(model, bar, device, cfg, opt, sched, scaler, generator, ema)
-            tested = evaluate_loss_acc(ema.module if ema else model, test_loader, device)
+            tested = evaluate_loss_acc(model if ema is None else ema.module, test_loader, device)
             row = {"epoch": epoch + 1, **row, "test_loss": tested[0], "test_acc": tested[1]}
             history.append({**row, "seconds": time.perf_counter() - start})
             if progress:
-                tqdm.write(f"{title}  " + "  ".join(f"{k} {v:.4g}" for k, v in row.items()))
+                train = f"train loss {row['train_loss']:.3f} acc {row['train_acc']:.2%}"
+                test = f"test loss {row['test_loss']:.3f} acc {row['test_acc']:.2%}"
+                tqdm.write(f"{title}  {train}  |  {test}")
             if ckpt:
                 state = {name: part.state_dict() for name, part in parts.items()}
                 _save_atomic({"config": dataclasses.asdict(cfg), **state, "history": history}, ckpt)
@@ -314,7 +316,8 @@ def fit(
         )
         message = f"interrupted in epoch {done + 1} of {cfg.epochs}; {saved}"
         raise TrainingInterrupted(message) from None
-    return FitResult(ema.module if ema else model, history, time.perf_counter() - t_start)
+    final = model if ema is None else ema.module
+    return FitResult(final, history, time.perf_counter() - t_start)
 
 
 def plan_record(model: nn.Module) -> dict[str, Any] | None:
