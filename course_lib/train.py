@@ -152,7 +152,7 @@ class TrainConfig:
     label_smoothing: float = 0.05  # probability mass spread uniformly over the 10 classes
     ema_decay: float = 0.0  # per-step EMA decay of the weights (0 disables it)
     batch_aug: str = "none"  # extra batch-level regulariser: none, cutout or ricap
-    cutout_p: float = AugmentConfig.cutout_p  # probability of the 16x16 hole (augment's default)
+    cutout_p: float = AugmentConfig.cutout_p  # probability of the assignment's 16x16 hole
     train_size: int = 0  # a class-stratified subset of this many training images (0 = all)
     test_size: int = 0  # a class-stratified subset of this many test images (0 = all)
     seed: int = 0  # random seed: initialisation, data order, augmentation
