@@ -1,15 +1,16 @@
 """Command line: ``python -m course_lib {train,evaluate,models,check} --help``.
 
-``make train`` calls ``train`` with its defaults (writing under ``runs/``; ``--publish``
-replaces the published checkpoint); ``evaluate`` re-measures a checkpoint with its own loop;
-``models`` prints parameters, multiply-adds and receptive field; ``check`` grades students'
-models (``grader.py``). Every expected failure prints one ``error:`` line, no traceback.
+``train`` is ``make train`` (``train.run``); ``evaluate`` re-measures a checkpoint with its own
+loop; ``models`` prints parameters, multiply-adds and receptive field; ``check`` grades
+students' models (``grader.py``). An expected failure prints one ``error:`` line, no traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
+import re
 import shlex
 import sys
 from collections.abc import Sequence
@@ -17,43 +18,17 @@ from collections.abc import Sequence
 from .grader import add_check_parser, run_check
 from .train import TrainConfig, published_out
 
-HELP = {
-    "model": "architecture name for build_model: dilated, strided or maxpool",
-    "epochs": "number of passes over the training set",
-    "batch_size": "images per optimizer step",
-    "lr": "peak learning rate of the schedule",
-    "schedule": "learning-rate schedule: one_cycle, or step (halved every quarter of the run)",
-    "warmup": "fraction of steps spent warming the learning rate up",
-    "momentum": "Nesterov momentum",
-    "weight_decay": "L2 penalty on conv and linear weights",
-    "label_smoothing": "label smoothing of the cross-entropy",
-    "ema_decay": "per-step EMA decay of the weights (0 disables it)",
-    "batch_aug": "extra batch-level regulariser: none, cutout or ricap",
-    "cutout_p": "probability of CoarseDropout's 16x16 hole",
-    "train_size": "use a class-stratified subset of this many training images (0 = all)",
-    "test_size": "use a class-stratified subset of this many test images (0 = all)",
-    "seed": "random seed (data order, augmentation, initialisation)",
-    "num_workers": "DataLoader worker processes (default: the measured best for the device)",
-}
 
-
-def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    for f in dataclasses.fields(TrainConfig):
-        if f.name == "model":
-            continue  # added with its choices, so a typo fails before the data loads
-        flag = "--" + f.name.replace("_", "-")
-        kind = int if f.name == "num_workers" else type(f.default)
-        parser.add_argument(
-            flag, type=kind, default=f.default, help=f"{HELP[f.name]} (default: %(default)s)"
-        )
+def config_help() -> dict[str, str]:
+    """Each ``TrainConfig`` field's comment: the one place where an option is described."""
+    return dict(re.findall(r"^    (\w+): .+?  # (.+)$", inspect.getsource(TrainConfig), re.M))
 
 
 def _parser() -> argparse.ArgumentParser:
     from .models import MODELS
 
     parser = argparse.ArgumentParser(
-        prog="python -m course_lib",
-        description="Advanced Convolutions on CIFAR-10: train and evaluate.",
+        prog="python -m course_lib", description="Advanced Convolutions on CIFAR-10."
     )
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser(
@@ -63,48 +38,29 @@ def _parser() -> argparse.ArgumentParser:
         "hour on a 2-core CPU, about a minute on one modern GPU. Ctrl-C stops the run and "
         "keeps the finished epochs; the same command then resumes after them.",
     )
-    _add_config_options(train)
-    train.add_argument("--model", choices=MODELS, default=TrainConfig.model, help=HELP["model"])
-    train.add_argument(
-        "--out",
-        default=None,
-        help="output path without suffix: writes exactly <out>.pt and <out>.json "
-        "(default: runs/<model>_seed<seed>)",
-    )
-    train.add_argument(
-        "--publish",
-        action="store_true",
-        help="write the course's published checkpoint data/checkpoints/final_<model> "
-        "(or replace a published file named by --out); without it they are never touched",
-    )
-    train.add_argument(
-        "--data-root", default=None, help="dataset cache folder (default: the repository's data/)"
-    )
-    train.add_argument(
-        "--fast", action="store_true", help="smoke run: 1 epoch on 2,000 train / 1,000 test images"
-    )
-    train.add_argument(
-        "--no-resume", action="store_true", help="start afresh even if <out>.resume.pt exists"
-    )
-    ev = sub.add_parser(
-        "evaluate", help="re-measure a checkpoint's test accuracy with a plain loop"
-    )
-    ev.add_argument(
-        "--checkpoint",
-        default=str(published_out(TrainConfig.model)),
-        help="the trainer's --out, i.e. the path without .pt/.json "
-        "(default: the published final model)",
-    )
-    ev.add_argument(
-        "--test-size",
-        type=int,
-        default=0,
-        help="a class-stratified subset of test images (0 = all)",
-    )
-    ev.add_argument(
-        "--data-root", default=None, help="dataset cache folder (default: the repository's data/)"
-    )
-    sub.add_parser("models", help="parameters, multiply-adds and receptive field of every model")
+    helps = config_help()
+    for f in dataclasses.fields(TrainConfig):
+        train.add_argument(
+            "--" + f.name.replace("_", "-"),
+            type=int if f.name == "num_workers" else type(f.default),
+            default=f.default,
+            choices=MODELS if f.name == "model" else None,  # a typo fails before the data loads
+            help=f"{helps[f.name]} (default: %(default)s)",
+        )
+    train.add_argument("--out", help="path without suffix: writes exactly <out>.pt and "
+                       "<out>.json (default: runs/<model>_seed<seed>)")  # fmt: skip
+    train.add_argument("--publish", action="store_true", help="write the published checkpoint "
+                       "data/checkpoints/final_<model>, or replace a published --out")  # fmt: skip
+    train.add_argument("--fast", action="store_true",
+                       help="smoke run: 1 epoch on 2,000 train / 1,000 test images")  # fmt: skip
+    train.add_argument("--no-resume", action="store_true", help="ignore <out>.resume.pt")
+    ev = sub.add_parser("evaluate", help="re-measure a checkpoint's test accuracy")
+    ev.add_argument("--checkpoint", default=str(published_out(TrainConfig.model)),
+                    help="a trainer's --out (default: the published final model)")  # fmt: skip
+    ev.add_argument("--test-size", type=int, default=0, help=helps["test_size"])
+    for command in (train, ev):
+        command.add_argument("--data-root", help="dataset cache folder (default: data/)")
+    sub.add_parser("models", help="parameters, multiply-adds and receptive field of each model")
     add_check_parser(sub)
     return parser
 
@@ -112,19 +68,15 @@ def _parser() -> argparse.ArgumentParser:
 def _train(args: argparse.Namespace) -> int:
     from .train import default_out, run
 
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
     if args.fast:
-        values.update(epochs=1, train_size=2000, test_size=1000)
-    cfg = TrainConfig.from_dict(values)
+        cfg = dataclasses.replace(cfg, epochs=1, train_size=2000, test_size=1000)
     out = args.out or (published_out(cfg.model) if args.publish else default_out(cfg))
-    record = run(
-        cfg, out, publish=args.publish, data_root=args.data_root, resume=not args.no_resume
-    )
-    epochs = len(record["history"])
-    print(
-        f"final test accuracy {record['final_test_acc']:.2%} after {epochs} "
-        f"epoch{'s' if epochs != 1 else ''} in {record['wall_seconds']:.0f} s -> {out}.pt, {out}.json"
-    )
+    resume = not args.no_resume
+    record = run(cfg, out, publish=args.publish, data_root=args.data_root, resume=resume)
+    epochs = f"{cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}"
+    print(f"final test accuracy {record['final_test_acc']:.2%} after {epochs} in "
+          f"{record['wall_seconds']:.0f} s -> {out}.pt, {out}.json")  # fmt: skip
     return 0
 
 
@@ -136,12 +88,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"--test-size must be 0 (all) or positive, got {args.test_size}")
     model, record = load_checkpoint(args.checkpoint)  # a bad checkpoint fails before the data load
     data = load_cifar10(args.data_root)
-    if args.test_size:
-        if args.test_size > len(data.y_test):
-            raise ValueError(
-                f"--test-size {args.test_size} is more than the {len(data.y_test):,} test images"
-            )
-        data = subset(data, None, args.test_size)
+    if args.test_size > len(data.y_test):
+        have = len(data.y_test)
+        raise ValueError(f"--test-size {args.test_size} is more than the {have:,} test images")
+    data = subset(data, None, args.test_size) if args.test_size else data
     loader = eval_loader(data.x_test, data.y_test, record["normalize"])
     plain = predict(model, loader, progress=True)
     tta = predict(model, loader, tta=True, progress=True)
@@ -154,20 +104,15 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _models(_: argparse.Namespace) -> int:
     from .models import MODELS, build_model, count_parameters, summary
     from .receptive_field import receptive_field
+    from .tables import format_table
 
-    print(f"{'model':<8} {'parameters':>10} {'mult-adds':>10} {'RF':>4}")
+    rows = []
     for name in MODELS:
         model = build_model(name)
-        macs = summary(model).total_mult_adds
-        print(
-            f"{name:<8} {count_parameters(model):>10,} {macs / 1e6:>9.1f}M {receptive_field(model):>4}"
-        )
+        macs = summary(model).total_mult_adds / 1e6
+        rows.append([name, f"{count_parameters(model):,}", f"{macs:.1f}M", receptive_field(model)])
+    print(format_table(["model", "parameters", "mult-adds", "RF"], rows))
     return 0
-
-
-def resume_command(argv: Sequence[str]) -> str:
-    """The command line that continues an interrupted run: the same one, without --no-resume."""
-    return " ".join(["python -m course_lib", *(shlex.quote(a) for a in argv if a != "--no-resume")])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -177,11 +122,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     command = {"train": _train, "evaluate": _evaluate, "models": _models, "check": run_check}
-    command = command[args.command]
     try:
-        return command(args)
+        return command[args.command](args)
     except TrainingInterrupted as err:
-        print(f"stopped: {err}; resume with: {resume_command(argv)}", file=sys.stderr)
+        again = shlex.join(["python", "-m", "course_lib", *(a for a in argv if a != "--no-resume")])
+        print(f"stopped: {err}; resume with: {again}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         print("stopped by Ctrl-C", file=sys.stderr)
@@ -190,7 +135,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         # these errors carry their own explanation and fix; a traceback would bury it
         print(f"error: {err}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

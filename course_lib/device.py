@@ -1,20 +1,17 @@
-"""Where the model runs and in which precision: one place for CPU and CUDA differences.
+"""Where the model runs and in which precision: the one place for CPU and CUDA differences.
 
-On CPU, bf16 autocast plus ``channels_last``, with the dilated depthwise convs trained in
-fp32 (``prepare``), trains the final model 3.3x faster than a plain fp32 loop on a 2-core
-machine, 2.0x faster than fp32 ``channels_last`` and 1.13x faster than bf16 for every conv
-(197, 59, 98 and 174 images/s at batch 256: ``python benchmarks/train_throughput.py``);
-on CUDA, autocast uses bf16 where the GPU computes it natively, else fp16 with a gradient
-scaler (Colab's free T4 only emulates bf16, slowly, yet ``is_bf16_supported()`` says True).
-
-Used in lessons 04 and 05.
+bf16 autocast and ``channels_last`` on CPU; on CUDA, bf16 where the GPU computes it natively,
+else fp16 with a gradient scaler. The measurements behind each choice are in the README and
+``benchmarks/``. Used in lesson 04, by the trainer and by the evaluation (lesson 05).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
+import os
+import platform
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -22,44 +19,37 @@ from .layers import DepthwiseSeparableConv2d
 
 
 def default_device() -> torch.device:
-    """CUDA when available, else CPU.
-
-    Used in lesson 04.
-    """
+    """CUDA when available, else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype:
     """bf16 on CPU and on GPUs that compute it natively; fp16 on the others (T4, V100)."""
+    # is_bf16_supported() alone says True on a T4, which only emulates bf16, slowly
     if device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
         return torch.float16
     return torch.bfloat16
 
 
+def autocast(device: torch.device, enabled: bool = True) -> torch.autocast:
+    """Mixed precision on ``device`` in ``autocast_dtype(device)``; a no-op unless ``enabled``."""
+    return torch.autocast(device.type, dtype=autocast_dtype(device), enabled=enabled)
+
+
 def grad_scaler(device: torch.device) -> torch.amp.GradScaler:
-    """A gradient scaler that is active only under fp16 autocast, where small gradients
-    would underflow; bf16 has fp32's range and needs none. Used by ``train.fit``.
-    """
-    enabled = autocast_dtype(device) == torch.float16
-    return torch.amp.GradScaler(device.type, enabled=enabled)
+    """A gradient scaler, active only under fp16 (bf16 has fp32's range and needs none)."""
+    return torch.amp.GradScaler(device.type, enabled=autocast_dtype(device) == torch.float16)
 
 
-@contextlib.contextmanager
-def autocast(device: torch.device, enabled: bool = True) -> Iterator[None]:
-    """Mixed precision for the forward pass on ``device`` (a no-op when ``enabled`` is False).
-
-    Used in lesson 04.
-    """
-    with torch.autocast(device.type, dtype=autocast_dtype(device), enabled=enabled):
-        yield
+def depthwise_trains_faster_in_fp32(device: torch.device, dilated: bool) -> bool:
+    """Whether depthwise convs train faster in fp32 than under autocast here (measured on CPU:
+    ``benchmarks/precision_per_layer.py``). A fixed answer, so a resumed run computes alike."""
+    return device.type == "cpu" and dilated
 
 
 def prepare(model: nn.Module, device: torch.device) -> nn.Module:
-    """Move the model to ``device`` in ``channels_last`` layout, which the bf16 conv kernels prefer,
-    and train each depthwise conv in the precision measured faster there.
-
-    Used in lesson 04.
-    """
+    """``model`` on ``device`` in ``channels_last`` layout, which the bf16 conv kernels prefer,
+    each depthwise conv set to train in the precision measured faster there."""
     model = model.to(device=device, memory_format=torch.channels_last)
     for module in model.modules():
         if isinstance(module, DepthwiseSeparableConv2d):
@@ -68,21 +58,21 @@ def prepare(model: nn.Module, device: torch.device) -> nn.Module:
     return model
 
 
-def depthwise_trains_faster_in_fp32(device: torch.device, dilated: bool) -> bool:
-    """Whether depthwise convs (dilated or not) train faster in fp32 than under autocast here.
-
-    Measured on CPU (``python benchmarks/precision_per_layer.py``): a dilated depthwise conv
-    trains 1.8x slower in bf16 than in fp32 on a 2-core AMD EPYC with avx512_bf16 (in its
-    backward pass; the forward alone is faster in bf16) and 3x slower on issue 11's 2-core
-    Xeon with AMX, while on the EPYC undilated depthwise, full and pointwise convs and batch
-    norm train 2-4x faster in bf16. A fixed answer rather than a timing at start-up: on a
-    busy machine such a timing flipped from run to run, and a run and its resumption must
-    compute in the same precision. GPUs were not measured (no GPU was at hand): autocast
-    keeps every conv there, as before.
-    """
-    return device.type == "cpu" and dilated
-
-
 def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Move an image batch (N, C, H, W) to ``device`` in ``channels_last`` layout."""
+    """An image batch (N, C, H, W) on ``device`` in ``channels_last`` layout."""
     return x.to(device, non_blocking=True, memory_format=torch.channels_last)
+
+
+def environment_info(device: torch.device) -> dict[str, Any]:
+    """Device, precision and library versions, for the JSON record beside every checkpoint."""
+    import albumentations
+
+    dtype = str(autocast_dtype(device)).removeprefix("torch.")
+    dilated = "float32" if depthwise_trains_faster_in_fp32(device, dilated=True) else dtype
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    return dict(
+        device=device.type, autocast=dtype, dilated_depthwise_training=dilated,
+        device_name=name or platform.machine(), cpu_count=os.cpu_count(),
+        torch_threads=torch.get_num_threads(), python=platform.python_version(),
+        torch=torch.__version__, albumentations=albumentations.__version__, numpy=np.__version__,
+    )  # fmt: skip

@@ -20,9 +20,23 @@ def test_help_lists_the_three_commands(capsys):
 
 def test_models_prints_parameters_and_receptive_field_of_each_model(capsys):
     main(["models"])
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["model", "parameters", "mult-adds", "RF"]
-    assert [line.split()[0] for line in lines[1:]] == ["dilated", "strided", "maxpool"]
+    rows = [line.strip("|").split("|") for line in capsys.readouterr().out.splitlines()]
+    assert [c.strip() for c in rows[0]] == ["model", "parameters", "mult-adds", "RF"]
+    assert [row[0].strip() for row in rows[2:]] == ["dilated", "strided", "maxpool"]
+    assert rows[2][1].strip() == "193,786" and int(rows[2][3]) > 44  # the final model
+
+
+def test_train_help_describes_every_config_field_from_its_comment(capsys):
+    from course_lib.cli import config_help
+    from course_lib.train import TrainConfig
+
+    helps = config_help()
+    assert list(helps) == [f.name for f in dataclasses.fields(TrainConfig)]
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps the lines
+    for name, text in helps.items():
+        assert f"--{name.replace('_', '-')}" in out and " ".join(text.split()) in out
 
 
 def test_fast_train_then_evaluate_reproduces_the_recorded_accuracy(
