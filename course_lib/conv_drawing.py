@@ -1,11 +1,6 @@
-"""Drawings of a kernel moving over its input (filmstrips, a slider) and of a conv's channels.
-
-After Dumoulin & Visin's conv-arithmetic animations (2016), drawn from scratch. Every conv is
-drawn as a direct sweep over a *canvas*: a conv's input with its padding, or, for a transposed
-conv, the input spread out with ``stride - 1`` zeros between pixels and ``d(k-1) - p`` zeros
-around it, swept at stride 1 by the flipped kernel. ``conv_by_taps`` computes a conv from
-exactly the drawn taps; the tests check it against PyTorch. Used in lesson 01.
-"""
+"""Lesson 01's drawings of a kernel moving over its input (after Dumoulin & Visin, 2016) and of
+a conv's channels. A conv sweeps a *canvas*: its padded input or, for a transposed conv, the
+input spread out with zeros, swept at stride 1 by the flipped kernel."""
 
 from __future__ import annotations
 
@@ -51,10 +46,7 @@ def _axis(n: int, k: int, s: int, p: int, d: int, op: int, transposed: bool) -> 
 
 @dataclass(frozen=True)
 class ConvGeometry:
-    """One 2-D conv (or, with ``transposed``, ``nn.ConvTranspose2d``) on a ``size`` input.
-
-    Every field takes an int or a (height, width) pair and is stored as a pair.
-    """
+    """A 2-D conv (``transposed``: ConvTranspose2d) on a ``size`` input; ints become (h, w)."""
 
     size: int | Pair
     kernel: int | Pair = 3
@@ -72,15 +64,13 @@ class ConvGeometry:
             raise ValueError("ConvGeometry: size, kernel, stride and dilation must be >= 1")
         for a in self.axes:
             if a.transposed and not (0 <= a.p < a.span and 0 <= a.op < max(a.s, a.d)):
-                raise ValueError(
-                    "ConvGeometry: a transposed conv needs 0 <= padding < dilation*(kernel-1)+1 "
-                    "and 0 <= output_padding < max(stride, dilation)"
-                )
+                raise ValueError("ConvGeometry: a transposed conv needs 0 <= padding < "
+                                 "dilation*(kernel-1)+1 and 0 <= output_padding < max(stride, "
+                                 "dilation)")
             if not a.transposed and (a.p < 0 or a.op or a.length < a.span):
-                raise ValueError(
-                    f"ConvGeometry: the kernel spans {a.span} cells but the padded input has "
-                    f"{a.length} (padding >= 0; output_padding is for transposed convs)"
-                )
+                raise ValueError(f"ConvGeometry: the kernel spans {a.span} cells but the padded "
+                                 f"input has {a.length} (padding >= 0; output_padding is for "
+                                 "transposed convs)")
 
     @property
     def axes(self) -> tuple[SimpleNamespace, SimpleNamespace]:
@@ -107,10 +97,7 @@ class ConvGeometry:
 
 
 def canvas_cells(geom: ConvGeometry) -> np.ndarray:
-    """The canvas as an int array of ``CELL_INPUT``, ``CELL_PADDING`` or ``CELL_INSERTED``.
-
-    Used in lesson 01.
-    """
+    """The canvas as an int array of ``CELL_INPUT``, ``CELL_PADDING`` or ``CELL_INSERTED``."""
     codes = []
     for a in geom.axes:
         line = np.full(a.length, CELL_PADDING)
@@ -124,10 +111,7 @@ def canvas_cells(geom: ConvGeometry) -> np.ndarray:
 
 
 def kernel_taps(geom: ConvGeometry, i: int, j: int) -> list[tuple[int, int]]:
-    """Canvas cells under the kernel's taps, in kernel order, when it computes output ``(i, j)``.
-
-    Used in lesson 01.
-    """
+    """Canvas cells under the kernel's taps, in kernel order, when it computes output ``(i, j)``."""
     ho, wo = geom.output_shape
     if not (0 <= i < ho and 0 <= j < wo):
         raise ValueError(f"output ({i}, {j}) is outside the {ho}x{wo} output")
@@ -136,10 +120,8 @@ def kernel_taps(geom: ConvGeometry, i: int, j: int) -> list[tuple[int, int]]:
 
 
 def conv_by_taps(x: np.ndarray, w: np.ndarray, geom: ConvGeometry) -> np.ndarray:
-    """One-channel conv of ``x`` with weight ``w``, summed over exactly the drawn taps.
-
-    A transposed conv's taps read the flipped weight. Used in lesson 01.
-    """
+    """One-channel conv of ``x`` with weight ``w`` over exactly the drawn taps (flipped if
+    transposed)."""
     canvas = np.zeros(geom.canvas_shape)
     canvas[np.ix_(geom.axes[0].inputs, geom.axes[1].inputs)] = x
     w = np.asarray(w)[::-1, ::-1] if geom.transposed else np.asarray(w)
@@ -154,29 +136,18 @@ def _square(ax: Axes, x: float, y: float, size: float = 1.0, **style) -> None:
 
 
 def _frame(ax: Axes, width: float, height: float) -> None:
-    ax.set_xlim(-0.15, width + 0.15)
-    ax.set_ylim(height + 0.15, -0.15)
-    ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
+    ax.set(xlim=(-0.15, width + 0.15), ylim=(height + 0.15, -0.15), aspect="equal")
+    ax.set(xticks=[], yticks=[])
     ax.spines[:].set_visible(False)
 
 
-def draw_conv(
-    geom: ConvGeometry,
-    positions: Sequence[tuple[int, int]] | None = None,
-    n_panels: int = 4,
-    fig: Figure | SubFigure | None = None,
-) -> Figure | SubFigure:
-    """A filmstrip: per output position, the canvas with the taps above and the output below.
-
-    ``positions`` default to the first outputs, the middle one and the last. Used in lesson 01.
-    """
+def draw_conv(geom: ConvGeometry, positions: Sequence[Pair] | None = None,
+              fig: Figure | SubFigure | None = None) -> Figure | SubFigure:
+    """A filmstrip: per output position, the canvas with the taps above and the output below."""
     (hc, wc), (ho, wo) = geom.canvas_shape, geom.output_shape
-    if positions is None:
+    if positions is None:  # the first two outputs, the middle one and the last
         last = ho * wo - 1
-        middle = max(n_panels - 2, last // 2)
-        steps = range(last + 1) if n_panels > last else [*range(n_panels - 2), middle, last]
+        steps = range(last + 1) if last < 4 else [0, 1, max(2, last // 2), last]
         positions = [divmod(t, wo) for t in steps]
     taps = [kernel_taps(geom, i, j) for i, j in positions]  # raises for an outside position
     if fig is None:
@@ -220,15 +191,9 @@ def _grid(ax: Axes, n: int, x0: float, y0: float, colour: str, mark=(), k: int =
         ax.add_patch(Rectangle((x0 + j, y0 + i), k, k, fill=False, edgecolor="black", lw=1.2))
 
 
-def draw_channels(
-    c_in: int = 3, c_out: int = 4, size: int = 5, kernel: int = 3, separable: bool = False
-) -> Figure:
-    """A conv's channel wiring (unpadded, stride 1), with its weights in the title.
-
-    Standard: each of the ``c_out`` filters is a ``k x k x c_in`` block that reads the same
-    window on every input channel. ``separable``: a k x k filter per channel (depthwise), then a
-    1x1 conv that mixes the channels at one pixel (pointwise). Used in lesson 01.
-    """
+def draw_channels(c_in=3, c_out=4, size=5, kernel=3, separable=False) -> Figure:
+    """A conv's channel wiring (unpadded, stride 1), standard or depthwise-separable, with its
+    weight count in the title."""
     n = size - kernel + 1
     if n < 1:
         raise ValueError(f"a {kernel}x{kernel} kernel does not fit a {size}x{size} input")
@@ -253,10 +218,8 @@ def draw_channels(
             _grid(ax, kernel, x_mid + c * kernel, y, colours[c] if o == 0 else "#969696",
                   [(0, 0)], kernel)  # fmt: skip
     std, dw, pw = c_in * c_out * kernel**2, c_in * kernel**2, c_in * c_out
-    if separable:
-        title = f"depthwise {dw} + pointwise {pw} = {dw + pw} weights; a standard conv: {std}"
-    else:
-        title = f"{c_out} filters of {kernel}x{kernel}x{c_in} = {std} weights"
+    title = (f"depthwise {dw} + pointwise {pw} = {dw + pw} weights; a standard conv: {std}"
+             if separable else f"{c_out} filters of {kernel}x{kernel}x{c_in} = {std} weights")
     labels = ("input", "depthwise filters, maps" if separable else f"{c_out} filters", "output")
     for x, label in zip((size / 2, x_mid + kernel, x_out + n / 2), labels, strict=True):
         ax.text(x, -0.6, label, ha="center", va="bottom", fontsize=8)
@@ -278,10 +241,7 @@ PRESETS: dict[str, ConvGeometry] = {
 
 
 def conv_explorer() -> Interactive:
-    """A dropdown of ``PRESETS`` and a slider over the kernel's position; redraws one panel.
-
-    Used in lesson 01.
-    """
+    """A dropdown of ``PRESETS`` and a slider over the kernel's position; redraws one panel."""
 
     def last_step(name: str) -> int:
         return int(np.prod(PRESETS[name].output_shape)) - 1

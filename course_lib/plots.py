@@ -1,6 +1,5 @@
 """Figure helpers for lessons 02 to 05 and the widgets. Each returns a ``Figure`` that pyplot
-does not track and never calls ``plt.show()``: a notebook shows the figure a cell returns, once.
-"""
+does not track and never calls ``plt.show()``: a notebook shows the figure a cell returns, once."""
 
 from __future__ import annotations
 
@@ -30,12 +29,8 @@ def _to_numpy(x) -> np.ndarray:
 
 
 def to_display(images, mean=None, std=None) -> np.ndarray:
-    """uint8 channels-last images (NHWC, or HWC for one image) that ``imshow`` takes.
-
-    Takes uint8, floats in [0, 1], or floats normalized with ``mean`` and ``std`` (0-1 floats,
-    as given to ``A.Normalize``). Tensors are read channels-first where both layouts fit.
-    Used by every image figure here and by augment_widgets.
-    """
+    """uint8 channels-last images for ``imshow`` from uint8, [0, 1] floats, or floats normalized
+    with ``mean`` and ``std`` as in ``A.Normalize``; tensors are read channels-first."""
     x = _to_numpy(images)
     last = x.ndim in (3, 4) and x.shape[-1] in (1, 3)
     first = x.ndim in (3, 4) and x.shape[-3] in (1, 3)
@@ -91,8 +86,7 @@ def _suptitle(fig: Figure, title: str | None) -> None:
 
 def image_grid(images, labels=None, classes=None, ncols=8, titles=None, mean=None, std=None,
                title=None) -> Figure:
-    """Images in rows of ``ncols``, each titled with ``titles`` or its class name.
-    Used in lessons 03 and 05."""
+    """Images in rows of ``ncols``, each titled with ``titles`` or its class name."""
     imgs = _batch(images, mean, std)
     titles = list(titles) if titles is not None else _titles(labels, classes) or []
     n = len(imgs)
@@ -114,8 +108,7 @@ def image_grid(images, labels=None, classes=None, ncols=8, titles=None, mean=Non
 
 
 def class_grid(x, y, classes: Sequence[str], per_class=8, seed=0, title=None) -> Figure:
-    """``per_class`` examples of every class drawn with ``seed``, one row per class.
-    Used in lesson 03."""
+    """``per_class`` examples of every class drawn with ``seed``, one row per class."""
     y, rng = _to_numpy(y), np.random.default_rng(seed)
     tile = 1.05  # a little smaller than _TILE so that 10 rows stay on one screen
     fig = new_figure(per_class * tile + 1.2, len(classes) * tile + 0.4 * bool(title))
@@ -133,7 +126,7 @@ def class_grid(x, y, classes: Sequence[str], per_class=8, seed=0, title=None) ->
 
 def before_after(images, transformed, labels=None, classes=None, names=("before", "after"),
                  title=None, mean=None, std=None) -> Figure:
-    """Images (top row) above their transformed versions (bottom row). Used in lesson 03."""
+    """Images (top row) above their transformed versions (bottom row)."""
     top, bottom = _batch(images, mean, std), _batch(transformed, mean, std)
     if len(top) != len(bottom):
         raise ValueError(f"{len(top)} images but {len(bottom)} transformed: they must pair up")
@@ -153,7 +146,7 @@ def before_after(images, transformed, labels=None, classes=None, names=("before"
 
 def plot_history(history: Sequence[dict], title: str | None = None) -> Figure:
     """Loss, accuracy (%, with the assignment's target and the final epoch's test accuracy
-    marked) and learning rate per epoch of the trainer's history. Used in lesson 04."""
+    marked) and learning rate per epoch of the trainer's history."""
     keys = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr")
     col = {k: np.array([row[k] for row in history], dtype=float) for k in keys}
     ep, style = col["epoch"], {"marker": "o", "markersize": 3}
@@ -180,8 +173,7 @@ def plot_history(history: Sequence[dict], title: str | None = None) -> Figure:
 
 
 def plot_confusion_matrix(cm, classes: Sequence[str], title: str | None = None) -> Figure:
-    """A confusion matrix (rows true, columns predicted) as % of each true class.
-    Used in lesson 05."""
+    """A confusion matrix (rows true, columns predicted) as % of each true class."""
     cm = _to_numpy(cm)
     values = 100 * cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     size = 2.5 + 0.55 * len(classes)
@@ -200,8 +192,7 @@ def plot_confusion_matrix(cm, classes: Sequence[str], title: str | None = None) 
 
 
 def plot_per_class_accuracy(acc_per_class, classes: Sequence[str], title=None) -> Figure:
-    """Horizontal bars of per-class accuracy (fractions, shown as %), best at the top, and a
-    dashed line at their mean. Used in lesson 05."""
+    """Per-class accuracy (fractions, shown as %) as bars, best at the top; dashed: the mean."""
     order = np.argsort(acc_per_class, kind="stable")
     pct = 100 * _to_numpy(acc_per_class)[order]
     fig = new_figure(7, 1.2 + 0.35 * len(pct) + 0.3 * bool(title))
@@ -220,13 +211,8 @@ def plot_per_class_accuracy(acc_per_class, classes: Sequence[str], title=None) -
 
 
 def plot_saliency(images, maps, grids=None, labels=None, preds=None, classes=(), title=None):
-    """Each image (top row) and below it each of its heatmaps, scaled to [0, 1] one by one.
-
-    ``maps`` names (N, h, w) arrays, a row each. ``grids`` gives a map's receptive-field row
-    (``saliency.unit_grid``), which draws unit i on its field centre ``start - 0.5 + i * j_out``
-    (imshow centres pixel k on k); a map without one must have the image's size. ``labels``
-    and ``preds`` title the columns with their names in ``classes``. Used in lesson 05.
-    """
+    """Images (top row) above a row per named (N, h, w) map, each scaled to [0, 1]; a map with
+    a ``grids`` entry (``saliency.unit_grid``) draws each unit on its field centre."""
     imgs, grids = _batch(images), grids or {}
     n, side = len(imgs), imgs.shape[1]
     titled = 2 * _TITLE_LINE * (labels is not None) + 0.4 * bool(title)
@@ -258,28 +244,26 @@ def plot_saliency(images, maps, grids=None, labels=None, preds=None, classes=(),
     return fig
 
 
-def plot_rf_map(erf, rf_size: int | None = None, title: str | None = None) -> Figure:
-    """An effective-receptive-field map (values 0-1) and, centred on it, the theoretical RF
-    square of side ``rf_size``, clipped to the map. Used in lesson 02."""
+def plot_rf_map(erf, rf_size: int, title: str | None = None) -> Figure:
+    """An effective-RF map (0-1) with the theoretical RF square of side ``rf_size`` centred on
+    it, clipped to the map."""
     h, w = erf.shape
     fig = new_figure(5.5, 5.2 + 0.3 * bool(title))
     ax = fig.subplots()
     im = ax.imshow(_to_numpy(erf), cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
     fig.colorbar(im, ax=ax, shrink=0.8, label="effective RF (normalized |gradient|)")
     ax.set(xlabel="x (pixels)", ylabel="y (pixels)")
-    if rf_size is not None:
-        cx, cy = (w - 1) / 2, (h - 1) / 2
-        x0, x1 = max(cx - rf_size / 2, -0.5), min(cx + rf_size / 2, w - 0.5)
-        y0, y1 = max(cy - rf_size / 2, -0.5), min(cy + rf_size / 2, h - 0.5)
-        label = f"theoretical RF {rf_size}x{rf_size}"
-        if rf_size > min(h, w):
-            label += f" (larger than the {h}x{w} map: clipped to it)"
-        # Unclipped so that an outline lying on the map's border stays fully visible.
-        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="red",
-                               linestyle="--", linewidth=1.5, label=label, zorder=3,
-                               clip_on=False))
-        # add_patch widens the data limits; keep the view on the map.
-        ax.set(xlim=(-0.5, w - 0.5), ylim=(h - 0.5, -0.5))
-        fig.legend(loc="outside lower center", fontsize=9, frameon=False)
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    x0, x1 = max(cx - rf_size / 2, -0.5), min(cx + rf_size / 2, w - 0.5)
+    y0, y1 = max(cy - rf_size / 2, -0.5), min(cy + rf_size / 2, h - 0.5)
+    label = f"theoretical RF {rf_size}x{rf_size}"
+    if rf_size > min(h, w):
+        label += f" (larger than the {h}x{w} map: clipped to it)"
+    # Unclipped so that an outline lying on the map's border stays fully visible.
+    ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="red",
+                           linestyle="--", linewidth=1.5, label=label, zorder=3, clip_on=False))
+    # add_patch widens the data limits; keep the view on the map.
+    ax.set(xlim=(-0.5, w - 0.5), ylim=(h - 0.5, -0.5))
+    fig.legend(loc="outside lower center", fontsize=9, frameon=False)
     _suptitle(fig, title)
     return fig

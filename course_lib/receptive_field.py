@@ -1,6 +1,5 @@
 """Receptive fields: lesson 02's recurrence walked over a torch model's modules, and the gradient
-measurement that checks it. Used in lesson 02, by the grader, saliency, ablations and the CLI.
-"""
+measurement that checks it."""
 
 from __future__ import annotations
 
@@ -180,13 +179,13 @@ def _trace(model: nn.Module, input_size) -> tuple[list[RFRow], tuple]:
 
 def receptive_field_table(model: nn.Module, input_size=(3, 32, 32)) -> list[RFRow]:
     """A row per Conv2d, MaxPool2d and AvgPool2d in forward order, named as in ``named_modules``;
-    global pooling, Flatten and Linear end it. Used in lesson 02 and saliency."""
+    global pooling, Flatten and Linear end it."""
     return _trace(model, input_size)[0]
 
 
 def receptive_field(model: nn.Module, input_size=(3, 32, 32)) -> int:
-    """The receptive field of the last map of more than one unit: the map global pooling
-    averages. Used in lesson 02, by the grader, ablations and the CLI."""
+    """The receptive field of the last map of more than one unit (the one global pooling
+    averages)."""
     return _trace(model, input_size)[1][2]
 
 
@@ -196,8 +195,7 @@ class _Stop(Exception):
 
 def feature_map(model: nn.Module, x: torch.Tensor, layer: str | None = None) -> torch.Tensor:
     """The output of ``layer`` (the forward pass stops there), or else the last map of more than
-    one unit that a module outputs (a head made for smaller images may fail after it). Used in
-    lesson 02."""
+    one unit that a module outputs (a head made for smaller images may fail after it)."""
     modules, maps = dict(model.named_modules()), []
     if layer is not None and layer not in modules:
         raise ValueError(f"feature_map: the model has no layer named '{layer}'")
@@ -226,8 +224,7 @@ def feature_map(model: nn.Module, x: torch.Tensor, layer: str | None = None) -> 
 
 def positive_probe(model: nn.Module) -> nn.Module:
     """A float64 eval-mode copy whose gradients only add up (convs average their window, no
-    BatchNorm, max pools average): a unit's input gradient is non-zero exactly on its field.
-    Used by ``empirical_receptive_field`` and the grader."""
+    BatchNorm, max pools average): a unit's input gradient is non-zero exactly on its field."""
     probe = copy.deepcopy(model).double().eval()
     with torch.no_grad():
         for parent in list(probe.modules()):
@@ -251,12 +248,10 @@ class MeasuredRF:
     grad: np.ndarray = field(repr=False)
 
 
-def empirical_receptive_field(
-    model: nn.Module, input_size=(3, 96, 96), layer: str | None = None
-) -> MeasuredRF:
+def empirical_receptive_field(model: nn.Module, input_size=(3, 96, 96),
+                              layer: str | None = None) -> MeasuredRF:
     """The box of input pixels that reach the centre unit of ``feature_map(model, x, layer)`` in
-    ``positive_probe(model)``, on an all-ones input larger than the field; holes inside the box
-    (gridding) show in ``grad``. Used in lesson 02 and by the grader."""
+    ``positive_probe(model)`` on an all-ones input; holes (gridding) show in ``grad``."""
     probe = positive_probe(model)
     device = next(probe.parameters()).device
     x = torch.ones(1, *input_size, dtype=torch.float64, device=device, requires_grad=True)

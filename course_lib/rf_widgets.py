@@ -1,7 +1,5 @@
-"""Lesson 02's widgets, thin layers over tested pure functions: a dilation explorer
-(``explore_dilation``) and a layer-by-layer calculator (``rf_report``). Built-in ipywidgets
-(7.7 and 8) only; they draw into figures that pyplot does not track (see ``widget_support``).
-"""
+"""Lesson 02's widgets (ipywidgets 7.7 and 8) over tested pure functions: a dilation explorer
+(``explore_dilation``) and a layer-by-layer receptive-field calculator (``rf_report``)."""
 
 from __future__ import annotations
 
@@ -20,8 +18,7 @@ MAX_GRID = 121  # a wider footprint is drawn as one row of path counts: a grid w
 
 
 class Exploration(NamedTuple):
-    """Path counts along a row for one kernel's taps and for one unit of the stack (0: a hole),
-    the RF after 0, 1, ... layers, and the share of its square that the unit sees."""
+    """Path counts along a row for one kernel and the stack, the RF per depth, the share seen."""
 
     taps: np.ndarray
     paths: np.ndarray
@@ -32,8 +29,8 @@ class Exploration(NamedTuple):
 def explore_dilation(kernel: int, dilation: int, stride: int, n_layers: int) -> Exploration:
     """Taps, footprint and RF growth of ``n_layers`` identical unpadded convs. Used in lesson 02."""
     if min(kernel, dilation, stride, n_layers) < 1:
-        got = f"kernel {kernel}, dilation {dilation}, stride {stride}, {n_layers} layers"
-        raise ValueError(f"explore_dilation: every setting must be at least 1, got {got}")
+        raise ValueError("explore_dilation: every setting must be at least 1, got kernel "
+                         f"{kernel}, dilation {dilation}, stride {stride}, {n_layers} layers")
     stack = [LayerSpec("conv", kernel, stride, dilation=dilation)] * n_layers
     growth = [len(stack_footprint(stack[:i])) for i in range(n_layers + 1)]
     paths = stack_footprint(stack)
@@ -42,8 +39,8 @@ def explore_dilation(kernel: int, dilation: int, stride: int, n_layers: int) -> 
 
 
 def rf_report(specs: Sequence[LayerSpec], input_size: int = 32) -> tuple[list[RFRow], str]:
-    """The rows of ``specs`` on a square input and the text to show: their table, or a message
-    naming the layer that does not fit (no rows, never an exception). Used in lesson 02."""
+    """The rows of ``specs`` on a square input and their table, or no rows and a message naming
+    the layer that does not fit."""
     if not specs:
         return [], "No layers yet: choose one above and press 'Add layer'."
     try:
@@ -55,9 +52,8 @@ def rf_report(specs: Sequence[LayerSpec], input_size: int = 32) -> tuple[list[RF
 
 
 def draw_footprint(ax: Axes, paths: np.ndarray, title: str = "") -> None:
-    """Path counts along a row, drawn on a pixel grid as their outer product (white: no path);
-    a row wider than ``MAX_GRID`` is drawn as it is. Used in lesson 02.
-    """
+    """Path counts along a row, drawn on a pixel grid as their outer product (white: no path),
+    or as one row when wider than ``MAX_GRID``."""
     wide = len(paths) > MAX_GRID
     grid = np.ma.masked_equal(paths[None, :] if wide else np.outer(paths, paths), 0)
     top = max(int(grid.max()), 1)  # the scale starts below 0: a single path is still blue
@@ -73,10 +69,8 @@ def draw_footprint(ax: Axes, paths: np.ndarray, title: str = "") -> None:
 
 
 def make_dilation_explorer(kernel=3, dilation=2, stride=1, n_layers=3) -> Interactive:
-    """Sliders for kernel, dilation, stride and layers (``w.kwargs_widgets``) over one kernel's
-    taps, the stack's footprint and its RF growth; ``w.result`` is the last ``Exploration``.
-    Used in lesson 02.
-    """
+    """Sliders for kernel, dilation, stride and layers over one kernel's taps, the stack's
+    footprint and its RF growth; ``w.result`` is the last ``Exploration``."""
     explore_dilation(kernel, dilation, stride, n_layers)  # bad start values fail here, clearly
 
     def draw(kernel: int, dilation: int, stride: int, n_layers: int) -> Exploration:
@@ -100,28 +94,21 @@ def make_dilation_explorer(kernel=3, dilation=2, stride=1, n_layers=3) -> Intera
     def summary(w: Interactive) -> str:
         k, d, s, n = (c.value for c in w.kwargs_widgets)
         rf = explore_dilation(k, d, s, n).growth[-1]
-        return (
-            f"Dilation explorer: kernel {k}, dilation {d}, stride {s}, {n} layers, RF {rf}. "
-            "Run the cell to use it."
-        )
+        return (f"Dilation explorer: kernel {k}, dilation {d}, stride {s}, {n} layers, RF {rf}. "
+                "Run the cell to use it.")
 
-    def slider(value: int, hi: int, label: str) -> widgets.IntSlider:
-        kw = {"description": label, "continuous_update": False}
-        return widgets.IntSlider(value=value, min=1, max=max(hi, value), **kw)
-
-    return Interactive(
-        draw,
-        summary,
-        kernel=slider(kernel, 7, "kernel"),
-        dilation=slider(dilation, 8, "dilation"),
-        stride=slider(stride, 3, "stride"),
-        n_layers=slider(n_layers, 6, "layers"),
-    )
+    # (start, slider maximum) per setting; the maximum grows to take a larger start
+    starts = {"kernel": (kernel, 7), "dilation": (dilation, 8), "stride": (stride, 3)}
+    starts["n_layers"] = (n_layers, 6)
+    sliders = {name: widgets.IntSlider(value, 1, max(top, value), continuous_update=False,
+                                       description=name.removeprefix("n_"))
+               for name, (value, top) in starts.items()}  # fmt: skip
+    return Interactive(draw, summary, **sliders)
 
 
 class RFCalculator(widgets.VBox):
-    """Build a stack layer by layer and read its RF table: ``specs`` is the stack, ``rows`` and
-    ``text`` its ``rf_report``, ``message`` the note on a refused layer. Used in lesson 02."""
+    """Build a stack layer by layer and read its RF table: ``specs``, its ``rf_report`` in
+    ``rows`` and ``text``, and ``message``, the note on a refused layer."""
 
     def __init__(self, specs: Sequence[LayerSpec] = (), input_size: int = 32) -> None:
         box = {"style": {"description_width": "55px"}, "layout": widgets.Layout(width="150px")}
@@ -129,7 +116,8 @@ class RFCalculator(widgets.VBox):
         def number(value: int, lo: int, hi: int, label: str) -> widgets.BoundedIntText:
             return widgets.BoundedIntText(value=value, min=lo, max=hi, description=label, **box)
 
-        self.kind = widgets.Dropdown(options=("conv", "maxpool", "avgpool"), description="layer", **box)
+        kinds = ("conv", "maxpool", "avgpool")
+        self.kind = widgets.Dropdown(options=kinds, description="layer", **box)
         self.kernel = number(3, 1, 64, "kernel")
         self.stride = number(1, 1, 16, "stride")
         self.padding = number(0, 0, 64, "padding")
@@ -155,10 +143,8 @@ class RFCalculator(widgets.VBox):
 
     def __repr__(self) -> str:  # the text a notebook stores where the widget cannot be drawn
         rf = f", RF {self.rows[-1].r_out}" if self.rows else ""
-        return (
-            f"RF calculator: {len(self.specs)} layers{rf} on a {self.input_size.value} px input. "
-            "Run the cell in Jupyter to add layers."
-        )
+        return (f"RF calculator: {len(self.specs)} layers{rf} on a {self.input_size.value} px "
+                "input. Run the cell in Jupyter to add layers.")
 
     def _kind_changed(self, change) -> None:
         # average pooling has no dilation: keep the box at 1 rather than refuse the layer later
@@ -191,5 +177,5 @@ class RFCalculator(widgets.VBox):
 
 
 def make_rf_calculator(specs: Sequence[LayerSpec] = (), input_size: int = 32) -> RFCalculator:
-    """An RF calculator starting from ``specs``. Used in lesson 02."""
+    """An RF calculator starting from ``specs``."""
     return RFCalculator(specs, input_size)

@@ -119,7 +119,7 @@ def test_describe_names_only_the_non_default_settings():
 
 
 def test_draw_conv_makes_one_input_and_one_output_panel_per_position():
-    fig = draw_conv(ConvGeometry(5, 3, stride=2, padding=1), n_panels=3)
+    fig = draw_conv(ConvGeometry(5, 3, stride=2, padding=1), [(0, 0), (1, 1), (2, 2)])
     assert len(fig.axes) == 6
     assert fig.axes[0].get_title() == "output (0, 0), step 1/9"
     assert fig._suptitle.get_text() == "3x3 kernel, stride 2, padding 1: 5x5 -> 3x3"
@@ -161,7 +161,7 @@ def test_explorer_slider_follows_the_chosen_geometry_and_redraws():
 def test_filmstrip_shows_the_first_steps_the_middle_one_and_the_last():
     titles = [ax.get_title() for ax in draw_conv(ConvGeometry(5, 3)).axes[:4]]
     assert [t.split(", ")[-1] for t in titles] == ["step 1/9", "step 2/9", "step 5/9", "step 9/9"]
-    assert len(draw_conv(ConvGeometry(4, 3), n_panels=4).axes) == 8  # 4 outputs, 4 panels
+    assert len(draw_conv(ConvGeometry(4, 3)).axes) == 8  # 4 outputs, 4 panels
 
 
 @pytest.mark.parametrize("separable", [False, True])

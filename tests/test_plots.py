@@ -260,9 +260,9 @@ def test_rf_map_outlines_the_theoretical_rf_clipped_to_the_map(rf_size):
     assert ("clipped" in square.get_label()) == (rf_size > 15)
 
 
-def test_rf_map_without_rf_size_shows_only_the_map():
-    fig = plots.plot_rf_map(torch.rand(9, 9), title="ERF")
-    assert len(fig.axes[0].images) == 1 and not fig.axes[0].patches
+def test_rf_map_takes_a_tensor_and_a_title():
+    fig = plots.plot_rf_map(torch.rand(9, 9), 3, title="ERF")
+    assert len(fig.axes[0].images) == 1 and len(fig.axes[0].patches) == 1
     assert fig.get_suptitle() == "ERF"
 
 
