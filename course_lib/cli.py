@@ -1,9 +1,5 @@
 """Command line: ``python -m course_lib {train,evaluate,models,check} --help``.
-
-``train`` is ``make train`` (``train.run``); ``evaluate`` re-measures a checkpoint with its own
-loop; ``models`` prints parameters, multiply-adds and receptive field; ``check`` grades
-students' models (``grader.py``). An expected failure prints one ``error:`` line, no traceback.
-"""
+An expected failure prints one ``error:`` line, no traceback."""
 
 from __future__ import annotations
 
@@ -72,10 +68,8 @@ def _train(args: argparse.Namespace) -> int:
     if args.fast:
         cfg = dataclasses.replace(cfg, epochs=1, train_size=2000, test_size=1000)
     out = args.out or (published_out(cfg.model) if args.publish else default_out(cfg))
-    resume = not args.no_resume
-    record = run(cfg, out, publish=args.publish, data_root=args.data_root, resume=resume)
-    epochs = f"{cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}"
-    print(f"final test accuracy {record['final_test_acc']:.2%} after {epochs} in "
+    record = run(cfg, out, publish=args.publish, data_root=args.data_root, resume=not args.no_resume)
+    print(f"final test accuracy {record['final_test_acc']:.2%} after {cfg.epochs} epoch(s) in "
           f"{record['wall_seconds']:.0f} s -> {out}.pt, {out}.json")  # fmt: skip
     return 0
 
@@ -84,14 +78,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .data import load_cifar10, subset
     from .evaluate import eval_loader, load_checkpoint, predict
 
-    if args.test_size < 0:
-        raise ValueError(f"--test-size must be 0 (all) or positive, got {args.test_size}")
     model, record = load_checkpoint(args.checkpoint)  # a bad checkpoint fails before the data load
     data = load_cifar10(args.data_root)
-    if args.test_size > len(data.y_test):
-        have = len(data.y_test)
-        raise ValueError(f"--test-size {args.test_size} is more than the {have:,} test images")
-    data = subset(data, None, args.test_size) if args.test_size else data
+    data = subset(data, None, args.test_size) if args.test_size else data  # checks the size
     loader = eval_loader(data.x_test, data.y_test, record["normalize"])
     plain = predict(model, loader, progress=True)
     tta = predict(model, loader, tta=True, progress=True)
