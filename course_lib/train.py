@@ -215,15 +215,11 @@ def read_state(path: str | Path, what: str = "weights") -> Any:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} file '{path}' not found")
-    if path.stat().st_size == 0:
-        raise ValueError(f"cannot read {what} from '{path}': the file is empty")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # torch's own message advises weights_only=False: never pass that on
-        raise ValueError(
-            f"cannot read {what} from '{path}': not a tensor file that course_lib wrote "
-            "(it is damaged, or holds objects other than tensors and plain values)"
-        ) from None
+        raise ValueError(f"cannot read {what} from '{path}': not a tensor file that course_lib "
+                         "wrote (it is damaged, or holds objects other than tensors)") from None
 
 
 def _resume(ckpt: Path, cfg: TrainConfig, parts: dict[str, Any]) -> list[dict[str, float]]:
@@ -234,10 +230,8 @@ def _resume(ckpt: Path, cfg: TrainConfig, parts: dict[str, Any]) -> list[dict[st
     saved = state["config"]
     if changed := [f"{k} {saved.get(k)!r} -> {v!r}" for k, v in dataclasses.asdict(cfg).items()
                    if saved.get(k) != v]:  # fmt: skip
-        raise ValueError(
-            f"cannot resume from '{ckpt}': it was written with other options "
-            f"({', '.join(changed)}); pass the same options, or --no-resume to start afresh"
-        )
+        raise ValueError(f"cannot resume from '{ckpt}': it was written with other options "
+                         f"({', '.join(changed)}); pass the same ones, or --no-resume")
     for name, part in parts.items():
         part.load_state_dict(state[name])
     return state["history"]
@@ -308,11 +302,9 @@ def training_loaders(cfg: TrainConfig, data: Cifar10, aug: AugmentConfig):
         data = subset(data, n_train, n_test, cfg.seed)
     stats = channel_stats(data.x_train)
     mean, std = stats["mean"].tolist(), stats["std"].tolist()
-    train = train_transforms(mean, std, aug, seed=cfg.seed)
-    train_loader, test_loader = make_loaders(
-        data, train, eval_transforms(mean, std), cfg.batch_size, cfg.num_workers, cfg.seed
-    )
-    return train_loader, test_loader, {"mean": mean, "std": std}
+    train, test = train_transforms(mean, std, aug, seed=cfg.seed), eval_transforms(mean, std)
+    loaders = make_loaders(data, train, test, cfg.batch_size, cfg.num_workers, cfg.seed)
+    return *loaders, {"mean": mean, "std": std}
 
 
 PUBLISHED_FOLDER = "checkpoints"  # under the data root: the tracked results lessons read

@@ -151,7 +151,7 @@ def test_out_with_dots_writes_exactly_out_pt_and_out_json(
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(b"", "the file is empty"), (b"not a tensor file", "not a tensor file that course_lib wrote")],
+    [(b"", "not a tensor file that course_lib wrote"), (b"not a tensor", "it is damaged")],
 )
 def test_evaluate_a_bad_weights_file_prints_one_line(checkpoint, capsys, content, message):
     Path(f"{checkpoint}.pt").write_bytes(content)

@@ -222,7 +222,8 @@ class NaNAfter(nn.Module):
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     train, test = loaders()  # 4 batches per epoch: NaN appears in epoch 2
     ckpt = tmp_path / "run.resume.pt"
-    with pytest.raises(TrainingDiverged, match=r"the loss became nan in epoch 2 of 3; epoch 1 is kept in .*lower lr"):
+    message = r"the loss became nan in epoch 2 of 3; epoch 1 is kept in .*lower lr"
+    with pytest.raises(TrainingDiverged, match=message):
         fit(
             NaNAfter(tiny_model(), 5),
             train,
