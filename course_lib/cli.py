@@ -1,9 +1,5 @@
 """Command line: ``python -m course_lib {train,evaluate,models,check} --help``.
-
-``train`` is ``make train`` (``train.run``); ``evaluate`` re-measures a checkpoint with its own
-loop; ``models`` prints parameters, multiply-adds and receptive field; ``check`` grades
-students' models (``grader.py``). An expected failure prints one ``error:`` line, no traceback.
-"""
+An expected failure prints one ``error:`` line, no traceback."""
 
 from __future__ import annotations
 
@@ -15,8 +11,14 @@ import shlex
 import sys
 from collections.abc import Sequence
 
+from . import train as trainer
+from .data import DatasetNotFoundError, load_cifar10, subset
+from .evaluate import eval_loader, load_checkpoint, predict
 from .grader import add_check_parser, run_check
-from .train import TrainConfig, published_out
+from .models import MODELS, build_model, count_parameters, summary
+from .receptive_field import receptive_field
+from .tables import format_table
+from .train import TrainConfig, TrainingDiverged, TrainingInterrupted, published_out
 
 
 def config_help() -> dict[str, str]:
@@ -25,28 +27,18 @@ def config_help() -> dict[str, str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .models import MODELS
-
-    parser = argparse.ArgumentParser(
-        prog="python -m course_lib", description="Advanced Convolutions on CIFAR-10."
-    )
+    parser = argparse.ArgumentParser(prog="python -m course_lib",
+                                     description="Advanced Convolutions on CIFAR-10.")  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser(
-        "train",
-        help="train a model and write <out>.pt and <out>.json",
-        description="Train a model. The defaults train the final model for 15 epochs: about an "
-        "hour on a 2-core CPU, about a minute on one modern GPU. Ctrl-C stops the run and "
-        "keeps the finished epochs; the same command then resumes after them.",
-    )
+    train = sub.add_parser("train", help="train a model and write <out>.pt and <out>.json")
+    train.description = ("Train a model (by default the final one). Ctrl-C keeps the finished "
+                         "epochs; the same command then resumes after them.")
     helps = config_help()
     for f in dataclasses.fields(TrainConfig):
-        train.add_argument(
-            "--" + f.name.replace("_", "-"),
-            type=int if f.name == "num_workers" else type(f.default),
-            default=f.default,
-            choices=MODELS if f.name == "model" else None,  # a typo fails before the data loads
-            help=f"{helps[f.name]} (default: %(default)s)",
-        )
+        kind = int if f.name == "num_workers" else type(f.default)
+        train.add_argument("--" + f.name.replace("_", "-"), type=kind, default=f.default,
+                           choices=MODELS if f.name == "model" else None,  # before the data load
+                           help=f"{helps[f.name]} (default: %(default)s)")  # fmt: skip
     train.add_argument("--out", help="path without suffix: writes exactly <out>.pt and "
                        "<out>.json (default: runs/<model>_seed<seed>)")  # fmt: skip
     train.add_argument("--publish", action="store_true", help="write the published checkpoint "
@@ -66,32 +58,21 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .train import default_out, run
-
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
     if args.fast:
         cfg = dataclasses.replace(cfg, epochs=1, train_size=2000, test_size=1000)
-    out = args.out or (published_out(cfg.model) if args.publish else default_out(cfg))
+    out = args.out or (published_out(cfg.model) if args.publish else trainer.default_out(cfg))
     resume = not args.no_resume
-    record = run(cfg, out, publish=args.publish, data_root=args.data_root, resume=resume)
-    epochs = f"{cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}"
-    print(f"final test accuracy {record['final_test_acc']:.2%} after {epochs} in "
+    record = trainer.run(cfg, out, publish=args.publish, data_root=args.data_root, resume=resume)
+    print(f"final test accuracy {record['final_test_acc']:.2%} after {cfg.epochs} epoch(s) in "
           f"{record['wall_seconds']:.0f} s -> {out}.pt, {out}.json")  # fmt: skip
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .data import load_cifar10, subset
-    from .evaluate import eval_loader, load_checkpoint, predict
-
-    if args.test_size < 0:
-        raise ValueError(f"--test-size must be 0 (all) or positive, got {args.test_size}")
     model, record = load_checkpoint(args.checkpoint)  # a bad checkpoint fails before the data load
     data = load_cifar10(args.data_root)
-    if args.test_size > len(data.y_test):
-        have = len(data.y_test)
-        raise ValueError(f"--test-size {args.test_size} is more than the {have:,} test images")
-    data = subset(data, None, args.test_size) if args.test_size else data
+    data = subset(data, None, args.test_size) if args.test_size else data  # checks the size
     loader = eval_loader(data.x_test, data.y_test, record["normalize"])
     plain = predict(model, loader, progress=True)
     tta = predict(model, loader, tta=True, progress=True)
@@ -102,10 +83,6 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _models(_: argparse.Namespace) -> int:
-    from .models import MODELS, build_model, count_parameters, summary
-    from .receptive_field import receptive_field
-    from .tables import format_table
-
     rows = []
     for name in MODELS:
         model = build_model(name)
@@ -116,9 +93,6 @@ def _models(_: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .data import DatasetNotFoundError
-    from .train import TrainingDiverged, TrainingInterrupted
-
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     command = {"train": _train, "evaluate": _evaluate, "models": _models, "check": run_check}

@@ -1,9 +1,5 @@
-"""Where the model runs and in which precision: the one place for CPU and CUDA differences.
-
-bf16 autocast and ``channels_last`` on CPU; on CUDA, bf16 where the GPU computes it natively,
-else fp16 with a gradient scaler. The measurements behind each choice are in the README and
-``benchmarks/``. Used in lesson 04, by the trainer and by the evaluation (lesson 05).
-"""
+"""Device and precision, the one place for CPU and CUDA differences (measured in ``benchmarks/``).
+Used in lesson 04, by the trainer and by the evaluation (lesson 05)."""
 
 from __future__ import annotations
 

@@ -1,12 +1,5 @@
-"""The course's trainer: the loop lesson 04 writes, plus the plumbing a long run needs.
-
-The optimizer, the schedules, the training step, one epoch and the evaluation are written and
-explained in lesson 04 and copied below by ``make export``. The rest is plumbing:
-``TrainConfig`` (every hyperparameter, in one place); ``fit``, the lesson's loop plus per-epoch
-reseeding, a resumable checkpoint after every epoch, Ctrl-C, a NaN check and progress bars;
-``run``, the job behind ``make train``, which writes ``<out>.pt`` and ``<out>.json``.
-Used in lessons 04 and 06, by the CLI and by the grader.
-"""
+"""Lesson 04's training loop (exported below) plus the plumbing of a long run: ``TrainConfig``,
+``fit`` (reseeding, resume, Ctrl-C, NaN stop) and ``run`` (``make train``). Lessons 04, 06."""
 
 from __future__ import annotations
 
@@ -18,7 +11,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -28,11 +21,11 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from . import data as datasets  # by module, so that a test can swap its loader and root
 from .augment import AugmentConfig, cutout_batch, ricap_batch, ricap_loss
+from .data import Cifar10, channel_stats, make_loaders, subset
 from .device import autocast, default_device, environment_info, grad_scaler, prepare, to_device
-
-if TYPE_CHECKING:
-    from .data import Cifar10
+from .models import build_model, count_parameters
 
 # >>> written in the lessons' #@save cells: edit the lesson, then run `make export`
 
@@ -158,7 +151,7 @@ class TrainConfig:
     seed: int = 0  # random seed: initialisation, data order, augmentation
     num_workers: int | None = None  # DataLoader worker processes (None: the best for the device)
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         """Raise one ``ValueError`` that names every field outside its range."""
         ok = dict(
             epochs=self.epochs >= 1, batch_size=self.batch_size >= 1, lr=self.lr > 0,
@@ -222,15 +215,11 @@ def read_state(path: str | Path, what: str = "weights") -> Any:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} file '{path}' not found")
-    if path.stat().st_size == 0:
-        raise ValueError(f"cannot read {what} from '{path}': the file is empty")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # torch's own message advises weights_only=False: never pass that on
-        raise ValueError(
-            f"cannot read {what} from '{path}': not a tensor file that course_lib wrote "
-            "(it is damaged, or holds objects other than tensors and plain values)"
-        ) from None
+        raise ValueError(f"cannot read {what} from '{path}': not a tensor file that course_lib "
+                         "wrote (it is damaged, or holds objects other than tensors)") from None
 
 
 def _resume(ckpt: Path, cfg: TrainConfig, parts: dict[str, Any]) -> list[dict[str, float]]:
@@ -238,38 +227,21 @@ def _resume(ckpt: Path, cfg: TrainConfig, parts: dict[str, Any]) -> list[dict[st
     state = read_state(ckpt, "resume state")
     if not isinstance(state, dict) or "config" not in state:
         raise ValueError(f"cannot resume from '{ckpt}': not a course_lib resume file")
-    saved, now = state["config"], dataclasses.asdict(cfg)
-    keys = [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
-    if changed := [f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in keys]:
-        raise ValueError(
-            f"cannot resume from '{ckpt}': it was written with other options "
-            f"({', '.join(changed)}); pass the same options, or --no-resume to start afresh"
-        )
+    saved = state["config"]
+    if changed := [f"{k} {saved.get(k)!r} -> {v!r}" for k, v in dataclasses.asdict(cfg).items()
+                   if saved.get(k) != v]:  # fmt: skip
+        raise ValueError(f"cannot resume from '{ckpt}': it was written with other options "
+                         f"({', '.join(changed)}); pass the same ones, or --no-resume")
     for name, part in parts.items():
         part.load_state_dict(state[name])
     return state["history"]
 
 
-def fit(
-    model: nn.Module,
-    train_loader: DataLoader,
-    test_loader: DataLoader,
-    cfg: TrainConfig,
-    *,
-    device: torch.device | None = None,
-    checkpoint: str | Path | None = None,
-    resume: bool = False,
-    progress: bool = True,
-) -> FitResult:
-    """Lesson 04's loop for ``cfg.epochs``, testing after each epoch, plus the plumbing.
-
-    ``checkpoint`` (model, optimizer, schedule, scaler, EMA, history) is rewritten atomically
-    after every epoch and continued with ``resume=True``. Each epoch reseeds every random
-    stream from ``(cfg.seed, epoch)``, so a resumed run ends bit-identical to an unbroken one
-    (on CPU). A NaN loss raises ``TrainingDiverged``, Ctrl-C ``TrainingInterrupted``; the
-    checkpoint of the last finished epoch is kept. Used in lessons 04 and 06.
-    """
-    cfg.validate()
+def fit(model: nn.Module, train_loader: DataLoader, test_loader: DataLoader, cfg: TrainConfig, *,
+        device: torch.device | None = None, checkpoint: str | Path | None = None,
+        resume: bool = False, progress: bool = True) -> FitResult:  # fmt: skip
+    """Lesson 04's loop, plus a ``checkpoint`` after every epoch that ``resume=True`` continues
+    bit-identically (each epoch reseeds from ``(cfg.seed, epoch)``). Used in lessons 04 and 06."""
     device = device or default_device()
     model = prepare(model, device)
     opt = make_optimizer(model, cfg)
@@ -280,6 +252,7 @@ def fit(
     if cfg.ema_decay > 0:
         avg = get_ema_multi_avg_fn(cfg.ema_decay)
         parts["ema"] = ema = AveragedModel(model, multi_avg_fn=avg, use_buffers=True)
+    final = model if ema is None else ema.module
     ckpt = Path(checkpoint) if checkpoint else None
     history = _resume(ckpt, cfg, parts) if ckpt and resume and ckpt.exists() else []
     if history and progress:
@@ -291,7 +264,7 @@ def fit(
             _seed_epoch(train_loader, generator, cfg.seed, epoch)
             with tqdm(train_loader, title, disable=not progress, leave=False, unit="batch") as bar:
                 row = train_epoch(model, bar, device, cfg, opt, sched, scaler, generator, ema)
-            tested = evaluate_loss_acc(model if ema is None else ema.module, test_loader, device)
+            tested = evaluate_loss_acc(final, test_loader, device)
             row = {"epoch": epoch + 1, **row, "test_loss": tested[0], "test_acc": tested[1]}
             history.append({**row, "seconds": time.perf_counter() - start})
             if progress:
@@ -301,22 +274,13 @@ def fit(
             if ckpt:
                 state = {name: part.state_dict() for name, part in parts.items()}
                 _save_atomic({"config": dataclasses.asdict(cfg), **state, "history": history}, ckpt)
-    except TrainingDiverged as err:
+    except (TrainingDiverged, KeyboardInterrupt) as err:
         done = len(history)
-        kept = f" The checkpoint of epoch {done} is kept at {ckpt}." if ckpt and done else ""
-        raise TrainingDiverged(
-            f"{err} in epoch {done + 1}; stopped.{kept} Try a lower learning rate than lr={cfg.lr}."
-        ) from None
-    except KeyboardInterrupt:
-        done = len(history)
-        saved = (
-            f"{'epoch 1 is' if done == 1 else f'epochs 1-{done} are'} saved in '{ckpt}'"
-            if ckpt and done
-            else "no epoch had finished, so nothing was saved"
-        )
-        message = f"interrupted in epoch {done + 1} of {cfg.epochs}; {saved}"
-        raise TrainingInterrupted(message) from None
-    final = model if ema is None else ema.module
+        where = f"in epoch {done + 1} of {cfg.epochs}"
+        kept = f"epoch {done} is kept in '{ckpt}'" if ckpt and done else "nothing was saved"
+        if isinstance(err, KeyboardInterrupt):
+            raise TrainingInterrupted(f"interrupted {where}; {kept}") from None
+        raise TrainingDiverged(f"{err} {where}; {kept}; try a lower lr than {cfg.lr}") from None
     return FitResult(final, history, time.perf_counter() - t_start)
 
 
@@ -326,14 +290,10 @@ def plan_record(model: nn.Module) -> dict[str, Any] | None:
     return json.loads(json.dumps(dataclasses.asdict(plan))) if plan is not None else None
 
 
-def training_loaders(
-    cfg: TrainConfig, data: Cifar10, aug: AugmentConfig
-) -> tuple[DataLoader, DataLoader, dict[str, list[float]]]:
+def training_loaders(cfg: TrainConfig, data: Cifar10, aug: AugmentConfig):
     """Train and test loaders for ``cfg`` and ``aug``, and their normalisation ``{"mean": [...],
     "std": [...]}`` (the training images' own, 0-1 units). Used in lessons 04 and 06."""
     from .augment import eval_transforms, train_transforms
-    from .data import channel_stats, make_loaders, subset
-
     n_train, n_test = cfg.train_size or len(data.y_train), cfg.test_size or len(data.y_test)
     for flag, n, have in (("train", n_train, data.y_train), ("test", n_test, data.y_test)):
         if n > len(have):
@@ -342,11 +302,9 @@ def training_loaders(
         data = subset(data, n_train, n_test, cfg.seed)
     stats = channel_stats(data.x_train)
     mean, std = stats["mean"].tolist(), stats["std"].tolist()
-    train = train_transforms(mean, std, aug, seed=cfg.seed)
-    train_loader, test_loader = make_loaders(
-        data, train, eval_transforms(mean, std), cfg.batch_size, cfg.num_workers, cfg.seed
-    )
-    return train_loader, test_loader, {"mean": mean, "std": std}
+    train, test = train_transforms(mean, std, aug, seed=cfg.seed), eval_transforms(mean, std)
+    loaders = make_loaders(data, train, test, cfg.batch_size, cfg.num_workers, cfg.seed)
+    return *loaders, {"mean": mean, "std": std}
 
 
 PUBLISHED_FOLDER = "checkpoints"  # under the data root: the tracked results lessons read
@@ -354,16 +312,12 @@ PUBLISHED_FOLDER = "checkpoints"  # under the data root: the tracked results les
 
 def default_out(cfg: TrainConfig) -> Path:
     """Where a run writes without ``out``: ``runs/<model>_seed<seed>`` (git-ignored)."""
-    from .data import default_data_root
-
-    return default_data_root().parent / "runs" / f"{cfg.model}_seed{cfg.seed}"
+    return datasets.default_data_root().parent / "runs" / f"{cfg.model}_seed{cfg.seed}"
 
 
 def published_out(model: str, root: str | Path | None = None) -> Path:
     """The course's published checkpoint of ``model`` (tracked in git), without suffix."""
-    from .data import default_data_root
-
-    return Path(root or default_data_root()) / PUBLISHED_FOLDER / f"final_{model}"
+    return Path(root or datasets.default_data_root()) / PUBLISHED_FOLDER / f"final_{model}"
 
 
 def output_files(out: str | Path) -> dict[str, Path]:
@@ -373,54 +327,35 @@ def output_files(out: str | Path) -> dict[str, Path]:
 
 
 def check_output(out: str | Path, publish: bool = False) -> dict[str, Path]:
-    """``output_files(out)``, after refusing (one line each) a folder, a path under a file, an
-    unwritable folder and, unless ``publish``, the published checkpoints lessons read."""
+    """``output_files(out)``, refusing a folder, an unwritable path and, unless ``publish``,
+    the published checkpoints lessons read."""
     out, files = Path(out), output_files(out)
     if out.is_dir() or str(out).endswith(("/", "\\")):
         raise ValueError(f"--out '{out}' is a folder; give a file name, e.g. {out / 'run'}")
-    if blocker := next((p for p in out.parents if p.exists() and not p.is_dir()), None):
-        raise ValueError(f"cannot write '{out}.pt': '{blocker}' is a file, not a folder")
     published = out.parent.resolve() == published_out(TrainConfig.model).parent.resolve()
     if published and not publish and (files["weights"].exists() or files["record"].exists()):
         raise ValueError(f"'{out}' is a published result of this course; choose another --out, "
                          "or pass --publish to replace it")  # fmt: skip
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        probe = Path(f"{out}.write-test.tmp")
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise ValueError(f"cannot write '{out}.pt': {err.strerror or err}") from None
+    except (FileExistsError, NotADirectoryError):
+        raise ValueError(f"cannot write '{out}.pt': a part of its path is a file") from None
+    if not os.access(out.parent, os.W_OK):  # fail now, not after the training
+        raise ValueError(f"cannot write '{out}.pt': '{out.parent}' is read-only")
     return files
 
 
-def run(
-    cfg: TrainConfig,
-    out: str | Path | None = None,
-    *,
-    model: nn.Module | None = None,
-    publish: bool = False,
-    data_root: str | Path | None = None,
-    resume: bool = True,
-    progress: bool = True,
-    device: torch.device | None = None,
-) -> dict[str, Any]:
-    """The whole training job: data, model, ``fit``, then ``<out>.pt`` (a ``state_dict``) and
-    ``<out>.json`` (history, config, normalisation, environment), whose record it returns.
-
-    ``out`` defaults to ``default_out(cfg)``; ``model`` to ``build_model(cfg.model)``, built
-    right after seeding (``check --train`` passes a student's). Used in lesson 04, by the CLI.
-    """
-    from .data import load_cifar10
-    from .models import build_model, count_parameters
-
-    cfg.validate()
+def run(cfg: TrainConfig, out: str | Path | None = None, *, model: nn.Module | None = None,
+        publish: bool = False, data_root: str | Path | None = None, resume: bool = True,
+        progress: bool = True, device: torch.device | None = None) -> dict[str, Any]:  # fmt: skip
+    """Data, model (``check --train`` passes a student's), ``fit``, then ``<out>.pt`` (the
+    weights) and ``<out>.json`` (history, config, normalisation, environment), which it returns."""
     files = check_output(out if out is not None else default_out(cfg), publish)
     device = device or default_device()
     seed_everything(cfg.seed)
     model = model if model is not None else build_model(cfg.model)  # before the slow data load
     aug = AugmentConfig(cutout_p=cfg.cutout_p)
-    data = load_cifar10(data_root)
+    data = datasets.load_cifar10(data_root)
     train_loader, test_loader, normalize = training_loaders(cfg, data, aug)
     result = fit(model, train_loader, test_loader, cfg, device=device,
                  checkpoint=files["resume"], resume=resume, progress=progress)  # fmt: skip

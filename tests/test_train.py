@@ -84,7 +84,7 @@ def test_fit_follows_the_schedule_the_config_names():
 
 def test_an_unknown_schedule_is_refused_before_training():
     with pytest.raises(ValueError, match="schedule='cosine'"):
-        cfg(schedule="cosine").validate()
+        cfg(schedule="cosine")
 
 
 def test_fit_learns_a_separable_task_and_records_every_epoch():
@@ -222,7 +222,8 @@ class NaNAfter(nn.Module):
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     train, test = loaders()  # 4 batches per epoch: NaN appears in epoch 2
     ckpt = tmp_path / "run.resume.pt"
-    with pytest.raises(TrainingDiverged, match=r"epoch 2.*checkpoint of epoch 1 is kept"):
+    message = r"the loss became nan in epoch 2 of 3; epoch 1 is kept in .*lower lr"
+    with pytest.raises(TrainingDiverged, match=message):
         fit(
             NaNAfter(tiny_model(), 5),
             train,
@@ -237,7 +238,7 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
 
 def test_invalid_config_names_the_bad_fields():
     with pytest.raises(ValueError, match=r"lr=-1.*batch_aug='mixup'"):
-        TrainConfig(lr=-1, batch_aug="mixup").validate()
+        TrainConfig(lr=-1, batch_aug="mixup")
 
 
 @pytest.mark.parametrize("batch_aug", ["cutout", "ricap"])
@@ -345,7 +346,7 @@ def test_ctrl_c_says_which_epoch_is_saved(tmp_path, monkeypatch):
     ckpt = tmp_path / "run.resume.pt"
     monkeypatch.setattr(train_module, "evaluate_loss_acc", StopInEpoch(2))
     with pytest.raises(
-        TrainingInterrupted, match=r"interrupted in epoch 2 of 3; epoch 1 is saved in"
+        TrainingInterrupted, match=r"interrupted in epoch 2 of 3; epoch 1 is kept in"
     ):
         fit(tiny_model(), train, test, cfg(), device=CPU, checkpoint=ckpt, progress=False)
     assert len(torch.load(ckpt, weights_only=True)["history"]) == 1
@@ -406,5 +407,5 @@ def test_the_published_checkpoint_is_replaced_only_with_publish(tmp_path, monkey
 
 def test_out_under_a_file_is_refused_before_training(tmp_path):
     (tmp_path / "afile").write_text("x")
-    with pytest.raises(ValueError, match=r"'.*afile' is a file, not a folder"):
+    with pytest.raises(ValueError, match=r"afile/model.pt': a part of its path is a file"):
         train_module.check_output(tmp_path / "afile" / "model")
