@@ -11,17 +11,7 @@ from torch import nn
 
 from course_lib import grader
 from course_lib.cli import main
-from course_lib.grader import (
-    ACCURACY_KEY,
-    MAX_PARAMETERS,
-    MIN_RECEPTIVE_FIELD,
-    PARAMETERS_KEY,
-    RF_KEY,
-    RULES,
-    SHAPE_KEY,
-    format_grades,
-    grade,
-)
+from course_lib.grader import MAX_PARAMETERS, MIN_RECEPTIVE_FIELD, RULES, format_grades, grade
 from course_lib.models import build_model, count_parameters
 
 
@@ -121,24 +111,37 @@ def test_flatten_and_linear_head_fails_gap_as_unequal_weighting():
 def test_depthwise_conv_without_a_pointwise_after_it_fails():
     net = Small()
     net.pw = nn.Conv2d(16, 32, 3, padding=1)  # a 3x3 conv follows the depthwise one
-    passed, measured = verdicts(net)["dw-sep"]
-    assert not passed
-    assert measured == "depthwise 3x3 conv is followed by a 3x3 conv, not a pointwise 1x1"
-    last = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 3, groups=8))
-    assert verdicts(last)["dw-sep"][1].endswith("followed by no conv, not a pointwise 1x1")
+    failed = (False, "1 depthwise conv, none followed by a pointwise 1x1")
+    assert verdicts(net)["dw-sep"] == failed
+    last = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 3, groups=8))  # nothing after it
+    assert verdicts(last)["dw-sep"] == failed
+    net.pw = nn.Conv2d(16, 32, (1, 3), padding=(0, 1))  # 1x3: not a pointwise conv
+    assert verdicts(net)["dw-sep"] == failed
+    grouped = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 3, groups=2), nn.Conv2d(8, 8, 1))
+    assert verdicts(grouped)["dw-sep"] == (False, "no depthwise conv")  # 2 groups: not depthwise
 
 
 def test_parameters_receptive_field_dilation_and_output_shape_fail_when_violated():
     plain = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     rules = verdicts(plain)
-    assert rules[RF_KEY] == (False, "3 (calculator, confirmed by gradient)")
-    assert rules["dilated"] == (False, "none")
-    assert rules[SHAPE_KEY] == (False, "(2, 8) for input (2, 3, 32, 32)")
+    assert rules["RF"] == (False, "3 (calculator, confirmed by gradient)")
+    assert rules["dilated"] == (False, "no dilated conv")
+    assert rules["dw-sep"] == (False, "no depthwise conv")
+    assert rules["shape"] == (False, "(2, 8) for input (2, 3, 32, 32)")
+    assert rules["bonus"] == (False, "the map is never shrunk")
+    unpadded = nn.Sequential(nn.Conv2d(3, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    assert verdicts(unpadded)["bonus"] == (False, "by unpadded conv: 32->30")  # no dilation
     wide = MAX_PARAMETERS // 10
     big = nn.Sequential(Small(), nn.Linear(10, wide), nn.Linear(wide, 10))
-    assert verdicts(big)[PARAMETERS_KEY] == (False, f"{count_parameters(big):,} trainable")
-    assert RULES[PARAMETERS_KEY] == f"parameters < {MAX_PARAMETERS:,}"
-    assert RULES[RF_KEY] == f"receptive field > {MIN_RECEPTIVE_FIELD}"
+    assert verdicts(big)["parameters"] == (False, f"{count_parameters(big):,} trainable")
+    assert RULES["parameters"] == f"parameters < {MAX_PARAMETERS:,}"
+    assert RULES["RF"] == f"receptive field > {MIN_RECEPTIVE_FIELD}"
+
+
+def test_grading_leaves_each_modules_train_or_eval_mode_as_it_was():
+    net = Small().train()
+    net.c1.eval()
+    assert grade(net) and net.training and net.c3.training and not net.c1.training
 
 
 def refuse(*args):
@@ -148,19 +151,19 @@ def refuse(*args):
 def test_receptive_field_is_the_gradients_where_the_calculator_refuses_or_disagrees(monkeypatch):
     monkeypatch.setattr(grader, "receptive_field", refuse)
     reason = "layer 'extra' (Upsample) is not supported"
-    assert verdicts(Small())[RF_KEY] == (True, f"47 (gradient; the calculator refused: {reason})")
+    assert verdicts(Small())["RF"] == (True, f"47 (gradient; the calculator refused: {reason})")
     monkeypatch.setattr(grader, "receptive_field", lambda model, size: MIN_RECEPTIVE_FIELD)
     says = f"47 (gradient; the calculator says {MIN_RECEPTIVE_FIELD})"
-    assert verdicts(Small())[RF_KEY] == (True, says)
+    assert verdicts(Small())["RF"] == (True, says)
 
 
 def test_receptive_field_is_the_calculators_or_none_where_the_gradient_fails(monkeypatch):
     monkeypatch.setattr(grader, "empirical_receptive_field", refuse)
     monkeypatch.setattr(grader, "receptive_field", lambda model, size: 47)
-    passed, measured = verdicts(Small())[RF_KEY]
+    passed, measured = verdicts(Small())["RF"]
     assert passed and measured == "47 (the calculator says 47; the gradient measurement failed)"
     monkeypatch.setattr(grader, "receptive_field", refuse)
-    passed, measured = verdicts(Small())[RF_KEY]
+    passed, measured = verdicts(Small())["RF"]
     assert not passed and measured.startswith("- (the calculator refused: layer 'extra'")
 
 
@@ -189,10 +192,10 @@ def test_a_file_with_two_modules_and_no_name_is_an_error_row_naming_both(tmp_pat
     two = write(tmp_path, "two.py", GOOD + "\n\nclass Other(nn.Module):\n    pass\n")
     assert main(["check", two]) == 1
     out = capsys.readouterr().out
-    assert (
-        f"error: ValueError: {two} defines 2 nn.Module classes (Net, Other); name one as {two}:NAME"
-        in out
-    )
+    assert f"error: ValueError: {two} defines 2 models (Net, Other); give its class" in out
+    empty = write(tmp_path, "empty.py", "import torch\n")
+    assert main(["check", empty]) == 1
+    assert f"error: ValueError: {empty} defines no model; give its class" in capsys.readouterr().out
     assert main(["check", f"{two}:Net"]) == 0
 
 
@@ -233,14 +236,14 @@ def test_report_is_written_as_csv_and_as_markdown(tmp_path, capsys):
     )
     main(["check", good, crash, "--report", str(tmp_path / "grades.csv")])
     rows = list(csv.reader((tmp_path / "grades.csv").read_text().splitlines()))
-    keys = [PARAMETERS_KEY, RF_KEY, "no maxpool", "dw-sep", "dilated", "GAP", SHAPE_KEY, "bonus"]
-    assert rows[0] == ["submission", "parameters", "RF", *keys, "error"]
-    assert rows[1] == ["good.py:Net", "29,226", "47", *["PASS"] * 7, "yes", ""]
+    keys = ["parameters", "RF", "no maxpool", "dw-sep", "dilated", "GAP", "shape", "bonus"]
+    assert rows[0] == ["submission", *keys, "error"]
+    assert rows[1] == ["good.py:Net", *["PASS"] * 7, "yes", ""]
     assert rows[2][0] == "crash.py" and rows[2][-1] == "SystemExit: 3 (crash.py line 1)"
     main(["check", good, crash, "--report", str(tmp_path / "grades.md")])
     text = (tmp_path / "grades.md").read_text()
     assert text.startswith("# Grades\n\n| submission  | parameters | RF ")
-    assert "## good.py:Net\n\n| rule " in text and "SystemExit: 3" in text
+    assert "| good.py:Net | PASS " in text and "SystemExit: 3" in text
 
 
 def test_a_bad_report_suffix_or_weights_count_is_a_one_line_error(tmp_path, capsys):
@@ -266,7 +269,7 @@ def test_weights_are_loaded_safely_and_evaluated_on_the_test_set(synthetic_npz, 
     )  # untrained: below MIN_ACCURACY
     out = capsys.readouterr().out
     assert (
-        f"| {RULES[ACCURACY_KEY]}" in out
+        f"| {RULES['accuracy']}" in out
         and "% (w.pt, 100 test images, CIFAR-10 (unverified copy " in out  # synthetic data
         and re.search(r"\) +\| FAIL", out)  # the column is as wide as its widest cell
     )
