@@ -30,7 +30,7 @@ class ConvLayer(NamedTuple):
 
 
 def conv_layers(model, input_size=(3, 32, 32)):
-    """Every conv of ``model`` in the order ``forward`` runs it. Used in lessons 01 and 02."""
+    """Every conv of ``model`` in the order ``forward`` runs it. Used in lessons 01 and 04."""
     names = {module: name for name, module in model.named_modules()}
     found = summary(model, input_size, depth=99).summary_list
     return [

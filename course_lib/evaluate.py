@@ -57,7 +57,7 @@ def predict(model: nn.Module, loader: DataLoader, *, tta=False, device=None, pro
 
 def published_checkpoint(root: str | Path | None = None) -> Path:
     """Path (without suffix) of the committed final model, fetched from the repository where
-    the files are absent (on Colab). Used in lessons 02, 04 and 05 and by ablations."""
+    the files are absent (on Colab). Used in lessons 02, 04, 05 and 06."""
     from .links import fetch_committed
     from .train import PUBLISHED_FOLDER, published_out
 

@@ -38,7 +38,7 @@ class NetPlan:
 
 
 class FourBlockNet(nn.Module):
-    """C1 C2 C3 C4 then output, built from a ``NetPlan``. Used in lesson 02 and by ``ablations``."""
+    """C1 C2 C3 C4 then output, built from a ``NetPlan``. Used in lessons 02 and 06."""
 
     def __init__(self, plan: NetPlan = NetPlan()) -> None:
         super().__init__()
@@ -106,12 +106,12 @@ def build_model(name: str = "dilated") -> nn.Module:
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters. Used in lessons 01, 02, the grader, the CLI."""
+    """Number of trainable parameters. Used in lessons 01, 02, 06, the grader, the CLI."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def summary(model: nn.Module, input_size: tuple[int, int, int] = (3, 32, 32), depth: int = 3):
-    """torchinfo's summary for one image. Used in lessons 01, 04 and the CLI."""
+    """torchinfo's summary for one image. Used in lessons 01, 02, 04, 06 and the CLI."""
     return torchinfo_summary(
         model,
         input_size=(1, *input_size),

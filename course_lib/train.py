@@ -241,7 +241,7 @@ def fit(model: nn.Module, train_loader: DataLoader, test_loader: DataLoader, cfg
         device: torch.device | None = None, checkpoint: str | Path | None = None,
         resume: bool = False, progress: bool = True) -> FitResult:  # fmt: skip
     """Lesson 04's loop, plus a ``checkpoint`` after every epoch that ``resume=True`` continues
-    bit-identically (each epoch reseeds from ``(cfg.seed, epoch)``). Used in lessons 04 and 06."""
+    bit-identically (each epoch reseeds from ``(cfg.seed, epoch)``). Used in lesson 06 and by run."""
     device = device or default_device()
     model = prepare(model, device)
     opt = make_optimizer(model, cfg)

@@ -1,4 +1,4 @@
-"""Tests for course_lib.conv_arithmetic: the conv list that lesson 01 writes and lesson 02 uses."""
+"""Tests for course_lib.conv_arithmetic: the conv list that lesson 01 writes and lesson 04 uses."""
 
 from torch import nn
 
