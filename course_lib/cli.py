@@ -64,7 +64,8 @@ def _train(args: argparse.Namespace) -> int:
     out = args.out or (published_out(cfg.model) if args.publish else trainer.default_out(cfg))
     resume = not args.no_resume
     record = trainer.run(cfg, out, publish=args.publish, data_root=args.data_root, resume=resume)
-    print(f"final test accuracy {record['final_test_acc']:.2%} after {cfg.epochs} epoch(s) in "
+    epochs = f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)}"
+    print(f"final test accuracy {record['final_test_acc']:.2%} after {epochs} in "
           f"{record['wall_seconds']:.0f} s -> {out}.pt, {out}.json")  # fmt: skip
     return 0
 

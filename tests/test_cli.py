@@ -60,6 +60,7 @@ def test_fast_train_then_evaluate_reproduces_the_recorded_accuracy(
     )
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["config"]["epochs"] == 1
+    assert f"{record['final_test_acc']:.2%} after 1 epoch in" in capsys.readouterr().out
     main(["evaluate", "--checkpoint", str(out), "--data-root", str(tmp_path)])
     text = capsys.readouterr().out
     assert f"re-measured test accuracy:          {record['final_test_acc']:.2%}" in text
