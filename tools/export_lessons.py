@@ -61,7 +61,8 @@ def export(root: Path = ROOT, check: bool = False) -> list[str]:
     cells = saved_cells(sorted((root / "lessons").glob("*.ipynb")))
     marked = {p.relative_to(root).as_posix() for g in SEARCHED for p in root.glob(g)
               if BEGIN in p.read_text()}
-    for path in sorted(marked - set(cells)):
+    if orphans := sorted(marked - set(cells)):
+        path = orphans[0]
         raise SystemExit(f"{path}: has a lessons' block but no lesson cell says #@save {path}")
     drifted = []
     for path, path_cells in sorted(cells.items()):
