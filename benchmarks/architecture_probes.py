@@ -38,10 +38,15 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import torch
 from _common import RESULTS
 from experiments import PROBE_PLANS
 from torch import nn
 
+from course_lib import data as datasets
+from course_lib.augment import AugmentConfig
+from course_lib.evaluate import eval_loader, predict
 from course_lib.models import FourBlockNet, NetPlan
 from course_lib.train import TrainConfig, run, seed_everything
 
@@ -78,6 +83,37 @@ PROBES: dict[str, Callable[[], nn.Module]] = {
 }
 
 
+def whiten_first_conv(model: nn.Module, images: np.ndarray, eps: float = 1e-2) -> None:
+    """Set the first conv's filters to the leading eigenvectors of the covariance of the
+    normalised 3x3 patches, each as +v and -v (ReLU keeps both signs), scaled by 1/sqrt(eigen-
+    value), and freeze them: airbench's patch-whitening start, for a 3x3 padded conv."""
+    conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    stats = datasets.channel_stats(images)
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).double() / 255
+    mean, std = (torch.from_numpy(stats[k])[:, None, None] for k in ("mean", "std"))
+    x = (x - mean) / std
+    patches = torch.nn.functional.unfold(x, conv.kernel_size).transpose(1, 2).reshape(-1, 27)
+    eigenvalues, vectors = torch.linalg.eigh(torch.cov(patches.T))
+    half = conv.out_channels // 2
+    top = vectors[:, -half:].T / torch.sqrt(eigenvalues[-half:, None] + eps)
+    weight = torch.cat([top, -top]).reshape(conv.weight.shape)
+    conv.weight.data.copy_(weight.float())
+    conv.weight.requires_grad_(False)
+
+
+def fix_batchnorm_scale(model: nn.Module) -> None:
+    """Batch norms without a learnable scale (fixed at 1), as in airbench."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.weight.requires_grad_(False)
+
+
+def flip_tta_accuracy(model: nn.Module, weights: Path, normalize: dict, data) -> float:
+    model.load_state_dict(torch.load(weights, map_location="cpu"))
+    loader = eval_loader(data.x_test, data.y_test, normalize)
+    return predict(model, loader, tta=True).accuracy
+
+
 def _override(text: str) -> tuple[str, int | float | str]:
     name, _, value = text.partition("=")
     for kind in (int, float):  # train_size=500 must stay an int: it slices the data
@@ -94,6 +130,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=None, help="data workers per run")
+    parser.add_argument("--whiten", action="store_true", help="frozen patch-whitening 1st conv")
+    parser.add_argument("--bn-no-scale", action="store_true", help="batch norm scales fixed at 1")
+    parser.add_argument(
+        "--aug", type=_override, nargs="*", default=[], help="AugmentConfig overrides: rotate=5"
+    )
     parser.add_argument("--set", type=_override, nargs="*", default=[], help="recipe overrides")
     args = parser.parse_args()
 
@@ -109,12 +150,27 @@ def main() -> None:
         )
         seed_everything(cfg.seed)  # as run() does before it builds a model by name
         model = PROBES[name]()
+        data = datasets.load_cifar10()
+        if args.whiten:
+            whiten_first_conv(model, data.x_train[:10_000])
+        if args.bn_no_scale:
+            fix_batchnorm_scale(model)
+        aug = AugmentConfig(**{"cutout_p": cfg.cutout_p, **dict(args.aug)})
         with tempfile.TemporaryDirectory() as tmp:
-            record = run(cfg, Path(tmp) / name, model=model, resume=False)
-        tag = "".join(f"_{k}{v:g}" if isinstance(v, float) else f"_{k}{v}" for k, v in args.set)
+            record = run(cfg, Path(tmp) / name, model=model, resume=False, aug=aug)
+            tta = flip_tta_accuracy(model, Path(tmp) / f"{name}.pt", record["normalize"], data)
+        record["flip_tta_test_acc"] = tta
+        flags = [("whiten", 1)] * args.whiten + [("bnnoscale", 1)] * args.bn_no_scale
+        tweaks = [*args.aug, *flags]
+        tag = "".join(
+            f"_{k}{v:g}" if isinstance(v, float) else f"_{k}{v}" for k, v in [*args.set, *tweaks]
+        )
         records["runs"][f"{name}_{args.epochs}ep_s{args.seed}{tag}"] = {"probe": name, **record}
         path.write_text(json.dumps(records, indent=1))
-        print(f"{name}: {record['parameters']:,} parameters, {record['final_test_acc']:.2%}")
+        print(
+            f"{name}: {record['parameters']:,} parameters, {record['final_test_acc']:.2%}, "
+            f"flip TTA {tta:.2%}"
+        )
 
 
 if __name__ == "__main__":

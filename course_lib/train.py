@@ -347,14 +347,16 @@ def check_output(out: str | Path, publish: bool = False) -> dict[str, Path]:
 
 def run(cfg: TrainConfig, out: str | Path | None = None, *, model: nn.Module | None = None,
         publish: bool = False, data_root: str | Path | None = None, resume: bool = True,
-        progress: bool = True, device: torch.device | None = None) -> dict[str, Any]:  # fmt: skip
+        progress: bool = True, device: torch.device | None = None,
+        aug: AugmentConfig | None = None) -> dict[str, Any]:  # fmt: skip
     """Data, model (``check --train`` passes a student's), ``fit``, then ``<out>.pt`` (the
-    weights) and ``<out>.json`` (history, config, normalisation, environment), which it returns."""
+    weights) and ``<out>.json`` (history, config, normalisation, environment), which it returns.
+    ``aug`` (the benchmarks' probes) replaces the assignment pipeline's default settings."""
     files = check_output(out if out is not None else default_out(cfg), publish)
     device = device or default_device()
     seed_everything(cfg.seed)
     model = model if model is not None else build_model(cfg.model)  # before the slow data load
-    aug = AugmentConfig(cutout_p=cfg.cutout_p)
+    aug = aug or AugmentConfig(cutout_p=cfg.cutout_p)
     data = datasets.load_cifar10(data_root)
     train_loader, test_loader, normalize = training_loaders(cfg, data, aug)
     result = fit(model, train_loader, test_loader, cfg, device=device,

@@ -1,0 +1,69 @@
+"""What each candidate plan of the final model costs: parameters, multiply-adds, receptive
+field, and the wall time of one training step (the trainer's ``train_step``: bf16 autocast,
+channels_last, dilated depthwise convs in the precision ``device.prepare`` picks).
+
+    python benchmarks/plan_cost.py [NAME ...] [--batch-size 256] [--repeats 5]
+
+NAME is a probe of ``architecture_probes.py`` (default: all). "epoch s" is the step time times
+the steps in one epoch of the 50,000 training images: compute only, no data loading or test pass.
+Multiply-adds, not the map sizes, are what the sweep was planned on; this table shows why the
+step time follows the maps after C1 instead: the dilated depthwise convs at 24-28 px cost far
+more time per multiply-add than full convs (see ``precision_per_layer.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import torch
+from _common import BATCH_SIZE, median_seconds, save
+from architecture_probes import PROBES
+
+from course_lib.device import default_device, grad_scaler, prepare, to_device
+from course_lib.models import count_parameters, summary
+from course_lib.receptive_field import receptive_field
+from course_lib.train import TrainConfig, make_optimizer, train_step
+
+TRAIN_IMAGES = 50_000
+
+
+def plan_cost(name: str, batch_size: int, repeats: int) -> dict:
+    torch.manual_seed(0)
+    model = PROBES[name]()
+    cost = {
+        "parameters": count_parameters(model),
+        "mult_adds_M": round(summary(model).total_mult_adds / 1e6, 1),
+        "receptive_field": receptive_field(model),
+    }
+    device = default_device()
+    model = prepare(model, device).train()
+    cfg = TrainConfig(batch_size=batch_size)
+    opt, scaler, generator = make_optimizer(model, cfg), grad_scaler(device), torch.Generator()
+    x = to_device(torch.randn(batch_size, 3, 32, 32), device)
+    y = torch.randint(0, 10, (batch_size,), device=device)
+    step = median_seconds(lambda: train_step(model, x, y, cfg, opt, scaler, generator), repeats)
+    steps = math.ceil(TRAIN_IMAGES / batch_size)
+    return {**cost, "step_ms": round(1000 * step), "epoch_s": round(step * steps)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", choices=sorted(PROBES), default=sorted(PROBES))
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    rows = {}
+    print(f"{'plan':18} {'params':>8} {'M mult-adds':>11} {'RF':>3} {'step ms':>8} {'epoch s':>8}")
+    for name in args.names:
+        c = rows[name] = plan_cost(name, args.batch_size, args.repeats)
+        print(f"{name:18} {c['parameters']:8,} {c['mult_adds_M']:11.1f} {c['receptive_field']:3}"
+              f" {c['step_ms']:8} {c['epoch_s']:8}", flush=True)  # fmt: skip
+    command = f"python benchmarks/plan_cost.py --batch-size {args.batch_size} --repeats " + str(
+        args.repeats
+    )
+    save(f"plan_cost_b{args.batch_size}", {"command": command, "plans": rows})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""The airbench tweaks that benchmarks/architecture_probes.py can apply to a candidate plan."""
+
+import sys
+
+import torch
+
+from course_lib.data import channel_stats
+from course_lib.links import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))  # the probes import their neighbours by name
+import architecture_probes as probes  # noqa: E402
+
+
+def smooth_images(n=300, seed=0):
+    """Random images blurred so neighbouring pixels and channels correlate, like photographs."""
+    noise = torch.randn(n, 3, 36, 36, generator=torch.Generator().manual_seed(seed))
+    x = torch.nn.functional.avg_pool2d(noise + noise.mean(1, keepdim=True), 5, stride=1)
+    return (128 + 100 * x).clamp(0, 255).permute(0, 2, 3, 1).to(torch.uint8).numpy()
+
+
+def test_whitened_first_conv_decorrelates_the_patches_it_was_fitted_on():
+    images = smooth_images()
+    model = probes.PROBES["mid"]()
+    probes.whiten_first_conv(model, images, eps=1e-6)
+    conv = model.prep[0]
+    assert not conv.weight.requires_grad
+    half = conv.out_channels // 2
+    assert torch.equal(conv.weight[:half], -conv.weight[half:])  # each filter and its negative
+    stats = channel_stats(images)
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).double() / 255
+    mean, std = (torch.from_numpy(stats[k])[:, None, None] for k in ("mean", "std"))
+    x = (x - mean) / std
+    with torch.no_grad():  # unpadded: every response sees a whole patch
+        y = torch.nn.functional.conv2d(x, conv.weight[:half].double())
+    cov = torch.cov(y.permute(1, 0, 2, 3).reshape(half, -1))
+    assert torch.allclose(cov, torch.eye(half, dtype=cov.dtype), atol=0.02)
+
+
+def test_batchnorm_scale_is_fixed_and_its_shift_still_learns():
+    model = probes.PROBES["mid"]()
+    probes.fix_batchnorm_scale(model)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(not bn.weight.requires_grad and bn.bias.requires_grad for bn in bns)
