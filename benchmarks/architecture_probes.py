@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fcntl
 import json
 import tempfile
 from collections.abc import Callable
@@ -114,6 +115,17 @@ def flip_tta_accuracy(model: nn.Module, weights: Path, normalize: dict, data) ->
     return predict(model, loader, tta=True).accuracy
 
 
+def add_record(key: str, record: dict) -> None:
+    """Add one run to results/architecture_probes.json, read and written under a lock, so
+    probes started side by side (``... & done``) keep each other's records."""
+    path = RESULTS / "architecture_probes.json"
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        records = json.loads(path.read_text()) if path.exists() else {"runs": {}}
+        records["runs"][key] = record
+        path.write_text(json.dumps(records, indent=1))
+
+
 def _override(text: str) -> tuple[str, int | float | str]:
     name, _, value = text.partition("=")
     for kind in (int, float):  # train_size=500 must stay an int: it slices the data
@@ -138,8 +150,6 @@ def main() -> None:
     parser.add_argument("--set", type=_override, nargs="*", default=[], help="recipe overrides")
     args = parser.parse_args()
 
-    path = RESULTS / "architecture_probes.json"
-    records = json.loads(path.read_text()) if path.exists() else {"runs": {}}
     for name in args.names:
         cfg = TrainConfig(
             model=name,
@@ -165,8 +175,7 @@ def main() -> None:
         tag = "".join(
             f"_{k}{v:g}" if isinstance(v, float) else f"_{k}{v}" for k, v in [*args.set, *tweaks]
         )
-        records["runs"][f"{name}_{args.epochs}ep_s{args.seed}{tag}"] = {"probe": name, **record}
-        path.write_text(json.dumps(records, indent=1))
+        add_record(f"{name}_{args.epochs}ep_s{args.seed}{tag}", {"probe": name, **record})
         print(
             f"{name}: {record['parameters']:,} parameters, {record['final_test_acc']:.2%}, "
             f"flip TTA {tta:.2%}"
