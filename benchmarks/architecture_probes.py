@@ -44,8 +44,8 @@ On the 2-core CPU, two probes side by side with one thread each (``OMP_NUM_THREA
     mid --aug rotate=5 scale=0.05 --set cutout_p=0.1         84.1%     85.0%     86.3%
     mid --whiten --bn-no-scale                               83.6%     84.5%     82.5%
 
-All four sit within about 0.6 points of mid's 83.9%, which is the seed-to-seed spread seen on
-trimming (85.0-85.4% over three seeds), so none is a gain yet. Lighter augmentation lets the
+All four sit within 0.6 points of mid's 83.9% (one seed, another machine), inside the
+0.7-point spread of the final model's seven 15-epoch runs (84.7-85.4%), so none is a gain yet. Lighter augmentation lets the
 small network fit its training set better (train accuracy 86% instead of 82%) without a
 test-accuracy gain.
 """
