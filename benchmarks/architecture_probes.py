@@ -70,7 +70,7 @@ from course_lib import data as datasets
 from course_lib.augment import AugmentConfig
 from course_lib.evaluate import eval_loader, predict
 from course_lib.models import FourBlockNet, NetPlan
-from course_lib.train import TrainConfig, run, seed_everything
+from course_lib.train import TrainConfig, read_state, run, seed_everything
 
 OLD_FINAL = {"down_dilation": (8, 4, 2, 2), "down_padding": (0, 0, 0, 1), "res_dilation": (1,) * 4}
 MID = {"down_dilation": (4, 4, 4, 2), "res_dilation": (1,) * 4}
@@ -132,7 +132,7 @@ def fix_batchnorm_scale(model: nn.Module) -> None:
 
 
 def flip_tta_accuracy(model: nn.Module, weights: Path, normalize: dict, data) -> float:
-    model.load_state_dict(torch.load(weights, map_location="cpu"))
+    model.load_state_dict(read_state(weights))
     loader = eval_loader(data.x_test, data.y_test, normalize)
     return predict(model, loader, tta=True).accuracy
 
@@ -172,6 +172,7 @@ def main() -> None:
     parser.add_argument("--set", type=_override, nargs="*", default=[], help="recipe overrides")
     args = parser.parse_args()
 
+    data = datasets.load_cifar10()  # for whitening and the TTA pass; run() loads its own copy
     for name in args.names:
         cfg = TrainConfig(
             model=name,
@@ -182,7 +183,6 @@ def main() -> None:
         )
         seed_everything(cfg.seed)  # as run() does before it builds a model by name
         model = PROBES[name]()
-        data = datasets.load_cifar10()
         if args.whiten:
             whiten_first_conv(model, data.x_train[:10_000])
         if args.bn_no_scale:

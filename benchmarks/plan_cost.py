@@ -69,6 +69,7 @@ def plan_cost(name: str, batch_size: int, repeats: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    # argparse checks an empty nargs="*" list against the choices too: [] must be one of them
     parser.add_argument("names", nargs="*", choices=[[], *sorted(PROBES)], default=[])
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     parser.add_argument("--repeats", type=int, default=10)
