@@ -18,20 +18,25 @@ running), batch 256, results/plan_cost_b256.json:
     strided            193,786        45.7  93      390       77
     c1deep             186,330        59.3  59      417       82
     maxpool            193,786        61.9 108      419       82
-    mid                193,786        82.4  47      595      117
+    mid                193,786        82.4  47      682*     134
+    small              193,786        63.2  47      481      94
     mid_c1deep         186,330        88.8  55      794      156
     gentle             193,786        86.2  51      820      161
     mid_end8           193,786        90.0  47      825      162
     trimming           193,786       118.3  47     1069      209
+
+* mid took 595 ms in the run of every plan; the rerun ``plan_cost.py small mid`` gave 481 and
+682 ms. The machine's speed drifts by 10-15% between sessions, so compare rows of one run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 
 import torch
-from _common import BATCH_SIZE, median_seconds, save
+from _common import BATCH_SIZE, RESULTS, median_seconds, save
 from architecture_probes import PROBES
 
 from course_lib.device import default_device, grad_scaler, prepare, to_device
@@ -83,7 +88,10 @@ def main() -> None:
     command = f"python benchmarks/plan_cost.py --batch-size {args.batch_size} --repeats " + str(
         args.repeats
     )
-    save(f"plan_cost_b{args.batch_size}", {"command": command, "plans": rows})
+    name = f"plan_cost_b{args.batch_size}"
+    earlier = RESULTS / f"{name}.json"  # a run of some plans keeps the others' rows
+    kept = json.loads(earlier.read_text())["plans"] if args.names and earlier.exists() else {}
+    save(name, {"command": command, "plans": {**kept, **rows}})
 
 
 if __name__ == "__main__":

@@ -41,3 +41,19 @@ def test_batchnorm_scale_is_fixed_and_its_shift_still_learns():
     probes.fix_batchnorm_scale(model)
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert bns and all(not bn.weight.requires_grad and bn.bias.requires_grad for bn in bns)
+
+
+def test_batchnorm_recalibration_replaces_the_running_stats_with_the_data_average():
+    import bn_recalibration
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    bn = model[1]
+    bn.running_mean.fill_(5.0)  # stale statistics, far from the data's
+    batches = [(torch.randn(8, 3, 6, 6) + i, torch.zeros(8)) for i in range(3)]
+    bn_recalibration.recalibrate_batchnorm(model, batches, torch.device("cpu"))
+    with torch.no_grad():
+        features = model[0](torch.cat([x for x, _ in batches]))
+    expected = features.mean((0, 2, 3))
+    torch.testing.assert_close(bn.running_mean, expected, atol=0.05, rtol=0.02)  # bf16 forward
+    assert not model.training
