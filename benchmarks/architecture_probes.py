@@ -73,14 +73,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import RESULTS
+from bn_recalibration import recalibrate_batchnorm
 from experiments import PROBE_PLANS
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
+from torch.optim.swa_utils import AveragedModel
 
 from course_lib import data as datasets
 from course_lib.augment import AugmentConfig
 from course_lib.evaluate import eval_loader, predict
 from course_lib.models import FourBlockNet, NetPlan
-from course_lib.train import TrainConfig, read_state, run, seed_everything
+from course_lib.train import TrainConfig, read_state, run, seed_everything, warmed_ema
 
 OLD_FINAL = {"down_dilation": (8, 4, 2, 2), "down_padding": (0, 0, 0, 1), "res_dilation": (1,) * 4}
 MID = {"down_dilation": (4, 4, 4, 2), "res_dilation": (1,) * 4}
@@ -150,6 +153,33 @@ def flip_tta_accuracy(model: nn.Module, weights: Path, normalize: dict, data) ->
     return predict(model, loader, tta=True).accuracy
 
 
+def track_averages(model: nn.Module, decays: list[float]):
+    """Warmed-up EMAs of ``model``'s weights, one per decay, updated after every optimizer step
+    (a global hook): one run then compares each against its own raw weights, free of seed noise,
+    since the averages never feed back into training. Returns them and the hook's handle."""
+    averages = {f"ema{d:g}": AveragedModel(model, multi_avg_fn=warmed_ema(d), use_buffers=True)
+                for d in decays}  # fmt: skip
+    handle = register_optimizer_step_post_hook(
+        lambda *_: [avg.update_parameters(model) for avg in averages.values()]
+    )
+    return averages, handle
+
+
+def paired_accuracies(models: dict[str, nn.Module], normalize: dict, data) -> dict:
+    """Test accuracy (plain and flip TTA) of each model as trained and after batch-norm
+    re-estimation on 10,000 clean training images (bn_recalibration.py)."""
+    test = eval_loader(data.x_test, data.y_test, normalize)
+    clean = eval_loader(data.x_train[:10_000], data.y_train[:10_000], normalize, batch_size=250)
+    scores = {}
+    for name, model in models.items():
+        for suffix in ("", "+bn"):
+            if suffix:
+                model = recalibrate_batchnorm(model, clean, torch.device("cpu"))
+            scores[name + suffix] = {"plain": predict(model, test).accuracy,
+                                     "flip_tta": predict(model, test, tta=True).accuracy}  # fmt: skip
+    return scores
+
+
 def add_record(key: str, record: dict) -> None:
     """Add one run to results/architecture_probes.json, read and written under a lock, so
     probes started side by side (``... & done``) keep each other's records."""
@@ -183,6 +213,8 @@ def main() -> None:
         "--aug", type=_override, nargs="*", default=[], help="AugmentConfig overrides: rotate=5"
     )
     parser.add_argument("--set", type=_override, nargs="*", default=[], help="recipe overrides")
+    parser.add_argument("--paired-emas", type=float, nargs="*", default=[],
+                        help="EMA decays measured beside the raw weights, with BN re-estimation")
     args = parser.parse_args()
 
     data = datasets.load_cifar10()  # for whitening and the TTA pass; run() loads its own copy
@@ -201,11 +233,19 @@ def main() -> None:
         if args.bn_no_scale:
             fix_batchnorm_scale(model)
         aug = AugmentConfig(**{"cutout_p": cfg.cutout_p, **dict(args.aug)})
+        averages, hook = track_averages(model, args.paired_emas) if args.paired_emas else ({}, None)
         with tempfile.TemporaryDirectory() as tmp:
             record = run(cfg, Path(tmp) / name, model=model, resume=False, aug=aug)
+            if averages:  # before flip_tta_accuracy loads the saved weights into ``model``
+                models = {"raw": model, **averages}
+                record["paired"] = paired_accuracies(models, record["normalize"], data)
+                print(json.dumps(record["paired"], indent=1))
             tta = flip_tta_accuracy(model, Path(tmp) / f"{name}.pt", record["normalize"], data)
+        if hook:
+            hook.remove()
         record["flip_tta_test_acc"] = tta
         flags = [("whiten", 1)] * args.whiten + [("bnnoscale", 1)] * args.bn_no_scale
+        flags += [("pairedemas", 1)] * bool(args.paired_emas)
         tweaks = [*args.aug, *flags]
         tag = "".join(
             f"_{k}{v:g}" if isinstance(v, float) else f"_{k}{v}" for k, v in [*args.set, *tweaks]

@@ -55,5 +55,28 @@ def test_batchnorm_recalibration_replaces_the_running_stats_with_the_data_averag
     with torch.no_grad():
         features = model[0](torch.cat([x for x, _ in batches]))
     expected = features.mean((0, 2, 3))
-    torch.testing.assert_close(bn.running_mean, expected, atol=0.05, rtol=0.02)  # bf16 forward
+    torch.testing.assert_close(bn.running_mean, expected)
     assert not model.training
+
+
+def test_tracked_averages_follow_the_optimizer_steps_as_the_trainer_ema_would():
+    import architecture_probes as probes
+
+    from course_lib.train import warmed_ema
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    averages, hook = probes.track_averages(model, [0.9])
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    steps = []
+    for _ in range(5):
+        model(torch.randn(4, 3)).pow(2).mean().backward()
+        opt.step()
+        opt.zero_grad()
+        steps.append(model.weight.detach().clone())
+    hook.remove()
+    expected = [steps[0].clone()]  # AveragedModel copies on its first update
+    for n, weight in enumerate(steps[1:], start=1):
+        warmed_ema(0.9)(expected, [weight], torch.tensor(n))
+    torch.testing.assert_close(averages["ema0.9"].module.weight, expected[0])
+    assert not torch.equal(averages["ema0.9"].module.weight, model.weight)

@@ -142,6 +142,21 @@ def test_ema_weights_are_what_is_returned_and_evaluated_when_enabled():
     assert result.history[-1]["test_acc"] > 0.9
 
 
+def test_warmed_ema_forgets_the_start_quickly_then_decays_at_the_set_rate():
+    update = train_module.warmed_ema(0.999)
+    avg, start = [torch.zeros(3)], torch.ones(3)
+    for n in range(1, 200):  # AveragedModel passes the count of earlier updates (from 1)
+        update(avg, [start], torch.tensor(n))
+    # the initial zeros keep prod((1 + n) / (10 + n)) = 10! * 200! / 209!, about 2e-16
+    assert torch.allclose(avg[0], start, atol=1e-6)
+    avg = [torch.zeros(1)]
+    update(avg, [torch.ones(1)], torch.tensor(10_000))  # the ramp is past 0.999: the set decay
+    assert avg[0].item() == pytest.approx(1 - 0.999)
+    counts = [torch.tensor([0])]
+    update(counts, [torch.tensor([5000])], torch.tensor(1))  # an integer buffer
+    assert counts[0].item() == int(5000 * (1 - 2 / 11))
+
+
 class Interrupt(Exception):
     pass
 
