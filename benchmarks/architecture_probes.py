@@ -100,6 +100,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from course_lib import data as datasets
 from course_lib.augment import AugmentConfig
+from course_lib.device import default_device
 from course_lib.evaluate import eval_loader, predict
 from course_lib.models import FourBlockNet, NetPlan
 from course_lib.train import TrainConfig, read_state, run, seed_everything, warmed_ema
@@ -193,7 +194,7 @@ def paired_accuracies(models: dict[str, nn.Module], normalize: dict, data) -> di
     for name, model in models.items():
         for suffix in ("", "+bn"):
             if suffix:
-                model = recalibrate_batchnorm(model, clean, torch.device("cpu"))
+                model = recalibrate_batchnorm(model, clean, default_device())
             scores[name + suffix] = {"plain": predict(model, test).accuracy,
                                      "flip_tta": predict(model, test, tta=True).accuracy}  # fmt: skip
     return scores

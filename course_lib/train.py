@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.optim.swa_utils import AveragedModel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -243,14 +243,9 @@ def warmed_ema(decay: float):
     it, the random initial weights keep decay**steps of the average: 5% after the 2,940 steps of
     a 15-epoch run at 0.999 (that run scored 75%, benchmarks/architecture_probes.py)."""
 
-    @torch.no_grad()
     def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n: torch.Tensor):
-        d = min(decay, (1 + n.item()) / (10 + n.item()))
-        if torch.is_floating_point(averaged[0]):
-            torch._foreach_lerp_(averaged, current, 1 - d)
-        else:  # BN's num_batches_tracked: lerp takes floats only
-            for a, c in zip(averaged, current, strict=True):
-                a.copy_(a * d + c * (1 - d))
+        ramp = (1 + n.item()) / (10 + n.item())
+        get_ema_multi_avg_fn(min(decay, ramp))(averaged, current, n)  # torch's EMA step
 
     return update
 
